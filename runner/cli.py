@@ -1,0 +1,317 @@
+"""The ``agor-db`` command line: parse arguments, call the core, render results. No decisions here."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from . import __version__
+from .errors import AgorDbError, ExitCode, UsageError
+from .output import Output
+from .urls import DatabaseUrl, redact, resolve_url
+
+EXIT_CODES = """\b
+Exit codes:
+  0  success (nothing to do is success too)
+  1  failure: a migration's SQL failed (and was rolled back), or the database refused
+  2  usage: bad option or URL, malformed migration file or folder
+  3  drift: an applied migration was edited, renamed or deleted, or a pending one is out of order
+  4  lock timeout: another agor-db held the migration lock longer than --lock-timeout
+  5  database unavailable: unreachable, wrong password, missing database, unusable file
+  6  pending migrations (only with `status --exit-code`)
+"""
+
+app = typer.Typer(
+    name="agor-db",
+    help="Agor's database migration tool: raw SQL files in dialect folders (sql/sqlite, sql/postgres), "
+    "applied in order, each atomically, with a journal, checksums and a lock.\n\n"
+    "The database comes from --database-url, else AGOR_DATABASE_URL, DATABASE_URL, AGOR_DB_PATH, "
+    "else ~/.agor/agor.db (SQLite).",
+    epilog=EXIT_CODES,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+DatabaseUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        "-d",
+        help="postgresql://user:pass@host:5432/db, sqlite:///abs/path.db, file:~/.agor/agor.db or a path. "
+        "Default: $AGOR_DATABASE_URL, $DATABASE_URL, $AGOR_DB_PATH, ~/.agor/agor.db.",
+        show_default=False,
+    ),
+]
+SqlDirOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--sql-dir",
+        envvar="AGOR_SQL_DIR",
+        help="Root holding sqlite/ and postgres/ migration folders. Default: the folders shipped with agor-db.",
+        show_default=False,
+    ),
+]
+LockTimeoutOpt = Annotated[
+    float,
+    typer.Option(
+        "--lock-timeout",
+        envvar="AGOR_LOCK_TIMEOUT",
+        min=0,
+        help="Seconds to wait for another agor-db run to finish before giving up (exit 4).",
+    ),
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Session:
+    """Per-invocation state shared by the command bodies: the output and the secrets to hide."""
+
+    def __init__(self) -> None:
+        self.out = Output()
+
+    def url(self, flag: str | None) -> DatabaseUrl:
+        url = resolve_url(flag)
+        self.out.add_secrets(url.secrets)
+        return url
+
+
+def run(body: Callable[[Session], int | None]) -> None:
+    """Run a command body; turn every AgorDbError into one redacted message and its exit code."""
+    session = Session()
+    try:
+        code = body(session) or 0
+    except AgorDbError as exc:
+        session.out.error(str(exc))
+        code = int(exc.exit_code)
+    except KeyboardInterrupt:
+        session.out.error("interrupted; the migration in progress (if any) was rolled back")
+        code = int(ExitCode.INTERRUPTED)
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as exc:  # a bug: still no traceback unless asked for
+        if os.environ.get("AGOR_DB_DEBUG"):
+            raise
+        session.out.error(
+            f"internal error: {type(exc).__name__}: {redact(str(exc), session.out.secrets)}\n"
+            "this is a bug in agor-db; rerun with AGOR_DB_DEBUG=1 for a traceback and report it"
+        )
+        code = int(ExitCode.FAILURE)
+    raise typer.Exit(code)
+
+
+def _fmt_ms(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _parse_target(to: str | None) -> int | None:
+    if to is None:
+        return None
+    digits = to.split("_", 1)[0]
+    if not digits.isdigit():
+        raise UsageError(f"--to {to!r}: expected a version number such as 0010")
+    return int(digits)
+
+
+@app.command(epilog=EXIT_CODES)
+def migrate(
+    database_url: DatabaseUrlOpt = None,
+    sql_dir: SqlDirOpt = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan and the SQL it would run; touch nothing.")
+    ] = False,
+    to: Annotated[
+        str | None, typer.Option("--to", help="Apply pending migrations up to and including this version.")
+    ] = None,
+    allow_out_of_order: Annotated[
+        bool,
+        typer.Option("--allow-out-of-order", help="Apply pending files older than the newest applied one."),
+    ] = False,
+    lock_timeout: LockTimeoutOpt = 60.0,
+) -> None:
+    """Apply every pending migration, each in its own transaction.
+
+    \b
+    Examples:
+      agor-db migrate                                   # ~/.agor/agor.db
+      agor-db migrate -d postgresql://agor:agor@localhost:5432/agor
+      agor-db migrate --dry-run                         # show what would run
+      agor-db migrate --to 0005                         # stop after version 0005
+    """
+
+    def body(s: Session) -> int:
+        from . import core
+        from .source import sql_root
+
+        url = s.url(database_url)
+        root = sql_root(sql_dir)
+        options = core.RunOptions(_parse_target(to), allow_out_of_order, lock_timeout)
+        if dry_run:
+            return _dry_run(s, url, root, options)
+        reporter = _MigrateReporter(s.out)
+        started = time.perf_counter()
+        result = core.migrate(url, root, options, reporter)
+        versions = [a.version for a in result.plan.applied] + [a.version for a in result.applied]
+        at = f"{max(versions):04d}" if versions else "none"
+        took = int((time.perf_counter() - started) * 1000)
+        if result.applied:
+            s.out.line(f"{len(result.applied)} migration(s) applied to {url.display} in {took} ms; version {at}")
+        else:
+            s.out.line(f"nothing to migrate: {url.display} is at version {at}")
+        return 0
+
+    run(body)
+
+
+class _MigrateReporter:
+    def __init__(self, out: Output) -> None:
+        self.out = out
+
+    def planned(self, plan: Any) -> None:
+        pass
+
+    def applying(self, script: Any) -> None:
+        pass
+
+    def applied(self, script: Any, row: Any) -> None:
+        self.out.line(f"applied {script.migration.label} ({row.duration_ms} ms)")
+
+
+def _dry_run(s: Session, url: DatabaseUrl, root: Path, options: Any) -> int:
+    from . import core
+
+    plan, migrations = core.inspect(url, root, options)
+    core.raise_for_problems(plan)
+    scripts = core.parse_pending(migrations, plan)
+    s.out.line(f"dry run against {url.display}: nothing will be changed")
+    if not scripts:
+        s.out.line("nothing to migrate")
+        return 0
+    s.out.line(f"{len(scripts)} migration(s) would be applied, in this order:")
+    for script in scripts:
+        mode = "in one transaction" if script.transactional else "WITHOUT a transaction"
+        s.out.line(f"\n-- {script.migration.label} ({mode})", style="bold")
+        for st in script.statements:
+            s.out.line(f"-- line {st.line}\n{st.sql}")
+    return 0
+
+
+@app.command(epilog=EXIT_CODES)
+def status(
+    database_url: DatabaseUrlOpt = None,
+    sql_dir: SqlDirOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+    exit_code: Annotated[
+        bool, typer.Option("--exit-code", help="Exit 6 when migrations are pending (for scripts).")
+    ] = False,
+) -> None:
+    """Show applied and pending migrations. Reads only; never creates the journal.
+
+    \b
+    Examples:
+      agor-db status
+      agor-db status --json | jq '.pending | length'
+      agor-db status --exit-code || agor-db migrate
+    """
+
+    def body(s: Session) -> int:
+        from . import core
+        from .source import sql_root
+
+        url = s.url(database_url)
+        plan, _ = core.inspect(url, sql_root(sql_dir), core.RunOptions())
+        if as_json:
+            doc = {
+                "dialect": plan.dialect,
+                "database": url.display,
+                "applied": [
+                    {
+                        "version": a.version,
+                        "name": a.name,
+                        "checksum": a.checksum,
+                        "applied_at": a.applied_at,
+                        "how": a.how,
+                    }
+                    for a in plan.applied
+                ],
+                "pending": [{"version": m.version, "name": m.name} for m in plan.pending],
+                "problems": [{"kind": p.kind, "version": p.version, "message": p.message} for p in plan.problems],
+            }
+            print(redact(json.dumps(doc, indent=2), s.out.secrets))
+        else:
+            s.out.line(f"database: {url.display} ({plan.dialect}, from {url.source})")
+            rows = [
+                [f"{a.version:04d}", a.name, a.how, _fmt_ms(a.applied_at), f"{a.duration_ms} ms"] for a in plan.applied
+            ]
+            rows += [[f"{m.version:04d}", m.name, "pending", "", ""] for m in plan.pending]
+            if rows:
+                s.out.table("migrations", ["version", "name", "state", "applied at", "took"], rows)
+            s.out.line(f"{len(plan.applied)} applied, {len(plan.pending)} pending")
+            for p in plan.problems:
+                s.out.line(f"problem: {p.message}", style="red")
+        if plan.problems:
+            return int(ExitCode.DRIFT)
+        if exit_code and plan.pending:
+            return int(ExitCode.PENDING)
+        return 0
+
+    run(body)
+
+
+@app.command(epilog=EXIT_CODES)
+def new(
+    name: Annotated[str, typer.Argument(help="What the migration does, e.g. add_session_tags.")],
+    sql_dir: SqlDirOpt = None,
+) -> None:
+    """Create the next migration as a pair: one file in sqlite/ and one in postgres/.
+
+    The version is one above the highest in either folder. Both files must make the same schema
+    change; `agor-db check` compares the results.
+
+    \b
+    Example:
+      agor-db new add_session_tags
+    """
+
+    def body(s: Session) -> int:
+        from .scaffold import new_pair
+        from .source import sql_root
+
+        for path in new_pair(sql_root(sql_dir), name):
+            s.out.line(f"created {path}")
+        return 0
+
+    run(body)
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        print(f"agor-db {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=version_callback, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    pass
+
+
+def main() -> None:
+    app(prog_name="agor-db")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""The interface every dialect driver implements, and helpers they share."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ..errors import MigrationFailed
+from ..models import AppliedMigration, How, Script, Statement
+from ..urls import DatabaseUrl
+
+JOURNAL_TABLE = "agor_migrations"
+
+
+class Driver(Protocol):
+    dialect: str
+    url: DatabaseUrl
+
+    def close(self) -> None: ...
+
+    def lock(self, timeout: float) -> None:
+        """Take the run lock, waiting at most ``timeout`` seconds; raise LockTimeout naming the holder."""
+
+    def unlock(self) -> None: ...
+
+    def journal_exists(self) -> bool: ...
+
+    def ensure_journal(self) -> None: ...
+
+    def read_journal(self) -> list[AppliedMigration]: ...
+
+    def apply(self, script: Script, how: How = "applied") -> AppliedMigration:
+        """Run the script and write its journal row atomically (or, for non-transactional
+        scripts, write the row only after every statement succeeded)."""
+
+    def table_names(self) -> list[str]:
+        """Tables of the database (excluding internal ones), for adoption and copy checks."""
+
+
+def statement_failed(
+    script: Script,
+    index: int,
+    statement: Statement,
+    db_message: str,
+    *,
+    offset_lines: int = 0,
+    transactional: bool = True,
+) -> MigrationFailed:
+    first_line = statement.sql.strip().splitlines()[0]
+    if len(first_line) > 100:
+        first_line = first_line[:97] + "..."
+    line = statement.line + offset_lines
+    total = len(script.statements)
+    outcome = (
+        "its transaction was rolled back, nothing of it was kept"
+        if transactional
+        else "it is NOT transactional: statements before this one stay applied and it was not journaled"
+    )
+    return MigrationFailed(
+        f"migration {script.migration.label} failed at statement {index + 1} of {total} "
+        f"(line {line}): {first_line}\n"
+        f"database said: {db_message.strip()}\n"
+        f"{outcome}; earlier migrations stay applied.",
+        hint=f"fix {script.migration.path} and run agor-db migrate again",
+    )

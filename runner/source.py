@@ -1,0 +1,164 @@
+"""Migration files: find the dialect folder, list it, checksum it, and parse files in yoyo's SQL format.
+
+Listing and checksumming are cheap and happen on every run. Parsing (yoyo's directive reader and
+sqlparse's splitter) happens only for files that are about to be applied, shown or checked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+from .errors import MigrationFileError, UsageError
+from .models import Migration, Script, Statement
+
+SQL_DIR_ENV = "AGOR_SQL_DIR"
+FILE_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>[A-Za-z0-9][A-Za-z0-9_\-]*)\.sql$")
+_BOM = b"\xef\xbb\xbf"
+
+
+def bundled_sql_root() -> Path:
+    """The ``sql/`` folder shipped in the wheel, or the checkout's ``sql/`` when run from source."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "sql", here.parent / "sql"):
+        if (candidate / "sqlite").is_dir() or (candidate / "postgres").is_dir():
+            return candidate
+    from importlib.resources import files
+
+    return Path(str(files("agor_db.sql")))
+
+
+def sql_root(flag: str | None = None) -> Path:
+    """--sql-dir, then AGOR_SQL_DIR, then the bundled folders."""
+    chosen = flag or os.environ.get(SQL_DIR_ENV)
+    if not chosen:
+        return bundled_sql_root()
+    root = Path(os.path.expanduser(chosen)).resolve()
+    if not root.is_dir():
+        origin = "--sql-dir" if flag else SQL_DIR_ENV
+        raise UsageError(f"{origin} {chosen!r} is not a directory", hint="it must hold sqlite/ and postgres/")
+    return root
+
+
+def dialect_dir(root: Path, dialect: str) -> Path:
+    folder = root / dialect
+    if not folder.is_dir():
+        raise UsageError(
+            f"no migration folder for {dialect} at {folder}",
+            hint=f"the SQL root must contain a {dialect}/ folder",
+        )
+    return folder
+
+
+def normalised_bytes(raw: bytes) -> bytes:
+    """What the checksum covers: the file without a UTF-8 BOM and with CRLF turned into LF."""
+    if raw.startswith(_BOM):
+        raw = raw[len(_BOM) :]
+    return raw.replace(b"\r\n", b"\n")
+
+
+def checksum(raw: bytes) -> str:
+    return hashlib.sha256(normalised_bytes(raw)).hexdigest()
+
+
+def list_migrations(folder: Path) -> list[Migration]:
+    """Every ``NNNN_name.sql`` in ``folder`` ordered by version; ``.rollback.sql`` files are not migrations.
+
+    A ``.sql`` file whose name does not fit, or two files with one version, stop the run here,
+    before any database work.
+    """
+    found: dict[int, Migration] = {}
+    bad: list[str] = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            name = entry.name
+            if not name.endswith(".sql") or name.endswith(".rollback.sql") or name.startswith("."):
+                continue
+            m = FILE_NAME.match(name)
+            if not m or not entry.is_file():
+                bad.append(name)
+                continue
+            version = int(m.group("version"))
+            path = Path(entry.path)
+            with open(path, "rb") as fh:
+                digest = checksum(fh.read())
+            other = found.get(version)
+            if other is not None:
+                raise MigrationFileError(
+                    f"two migrations share version {version} in {folder}: {other.label} and {name}",
+                    hint="give one of them the next free number (agor-db new NAME does that)",
+                )
+            found[version] = Migration(version, m.group("name"), path, digest)
+    if bad:
+        raise MigrationFileError(
+            f"malformed migration file name(s) in {folder}: {', '.join(sorted(bad))}",
+            hint="migration files are named NNNN_name.sql (digits, underscore, letters/digits/_/-)",
+        )
+    return [found[v] for v in sorted(found)]
+
+
+def read_text(migration: Migration) -> str:
+    raw = migration.path.read_bytes()
+    try:
+        text = normalised_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise MigrationFileError(
+            f"{migration.path} is not valid UTF-8 (byte {exc.start}, line {line})",
+            hint="save the file as UTF-8",
+        ) from None
+    return text
+
+
+def parse(migration: Migration, known_ids: set[str] | None = None) -> Script:
+    """Read one file with yoyo's SQL reader: ``-- transactional:``/``-- depends:`` directives, then statements."""
+    import sqlparse
+    from yoyo.migrations import parse_metadata_from_sql_comments
+
+    text = read_text(migration)
+    if migration.checksum != checksum(migration.path.read_bytes()):
+        raise MigrationFileError(f"{migration.path} changed while agor-db was reading it; run again")
+    chunks = sqlparse.split(text)
+    directives: dict[str, str] = {}
+    if chunks:
+        directives, _comment, first = parse_metadata_from_sql_comments(chunks[0])
+        chunks[0] = first
+    statements: list[Statement] = []
+    cursor = 0
+    for chunk in chunks:
+        sql = chunk.strip()
+        if not sql or _only_comments(sql):
+            continue
+        at = text.find(sql, cursor)
+        if at < 0:  # sqlparse normalised something; fall back to the running position
+            at = cursor
+        else:
+            cursor = at + len(sql)
+        statements.append(Statement(sql, text.count("\n", 0, at) + 1))
+    if not statements:
+        raise MigrationFileError(
+            f"{migration.path} contains no SQL statements",
+            hint="an empty migration is almost always a mistake; write the SQL or delete the file",
+        )
+    transactional_raw = directives.get("transactional", "true").strip().lower()
+    if transactional_raw not in ("true", "false"):
+        raise MigrationFileError(
+            f"{migration.path}: '-- transactional: {transactional_raw}' must be true or false"
+        )
+    depends = tuple(d for d in directives.get("depends", "").split() if d)
+    if known_ids is not None:
+        unknown = [d for d in depends if d not in known_ids]
+        if unknown:
+            raise MigrationFileError(
+                f"{migration.path}: '-- depends:' names unknown migration(s): {', '.join(unknown)}",
+                hint="depend on an earlier file of the same folder by its name without .sql",
+            )
+    return Script(migration, tuple(statements), transactional_raw == "true", depends)
+
+
+def _only_comments(sql: str) -> bool:
+    import sqlparse
+
+    return not sqlparse.format(sql, strip_comments=True).strip().rstrip(";").strip()

@@ -1,0 +1,165 @@
+"""Which database: resolve the URL from flags and environment, tell the dialect, redact secrets.
+
+Pure string work, no driver imports, so every command can resolve its target cheaply.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+
+from .errors import UrlError
+
+Dialect = Literal["sqlite", "postgres"]
+
+DEFAULT_SQLITE_PATH = "~/.agor/agor.db"
+ENV_ORDER = ("AGOR_DATABASE_URL", "DATABASE_URL", "AGOR_DB_PATH")
+SUPPORTED = (
+    "postgresql://user:password@host:5432/dbname (also postgres://, libpq query parameters)",
+    "sqlite:///absolute/path.db, sqlite:relative/path.db",
+    "file:~/.agor/agor.db, file:///absolute/path.db",
+    "a plain file path such as ~/.agor/agor.db or ./agor.db",
+)
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
+_USERINFO_PASSWORD = re.compile(r"^(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^/@?#]*?:)(?P<pw>[^/@?#]*)(?P<tail>@)")
+_KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class DatabaseUrl:
+    """A resolved database location.
+
+    ``raw`` is what the user gave (never printed as is); ``display`` is safe to print.
+    For SQLite ``path`` is the absolute file path (or ``:memory:``); for PostgreSQL ``conninfo``
+    is handed to libpq unchanged so every libpq form keeps working.
+    """
+
+    dialect: Dialect
+    raw: str
+    source: str  # where it came from: "--database-url", "AGOR_DATABASE_URL", ..., "default"
+    path: Path | None = None
+    conninfo: str | None = None
+
+    @property
+    def display(self) -> str:
+        if self.dialect == "sqlite":
+            return f"sqlite:{self.path}"
+        return redact_url(self.raw)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(s for s in _passwords(self.raw) if s)
+
+    @property
+    def is_memory(self) -> bool:
+        return self.dialect == "sqlite" and str(self.path) == ":memory:"
+
+
+def _passwords(raw: str) -> list[str]:
+    found: list[str] = []
+    m = _USERINFO_PASSWORD.match(raw)
+    if m and m.group("pw"):
+        found += [m.group("pw"), unquote(m.group("pw"))]
+    if "?" in raw:
+        for key, value in parse_qsl(raw.split("?", 1)[1], keep_blank_values=True):
+            if key.lower() == "password" and value:
+                found.append(value)
+    for m2 in _KEYWORD_PASSWORD.finditer(raw):
+        found.append(m2.group(2).strip("'"))
+    return found
+
+
+def redact_url(raw: str) -> str:
+    """Replace every password in a URL (userinfo, ``?password=``, ``password=`` keyword) with ``***``."""
+    out = _USERINFO_PASSWORD.sub(lambda m: f"{m.group('head')}***{m.group('tail')}" if m.group("pw") else m.group(0), raw)
+    if "?" in out and "://" in out:
+        parts = urlsplit(out)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        if any(k.lower() == "password" for k, _ in query):
+            safe = [(k, "***" if k.lower() == "password" else v) for k, v in query]
+            out = urlunsplit(parts._replace(query=urlencode(safe, safe="*/")))
+    elif "://" not in out:
+        out = _KEYWORD_PASSWORD.sub(lambda m: f"{m.group(1)}***", out)
+    return out
+
+
+def redact(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
+    """Scrub known secrets and any URL-embedded password from a message before it is printed."""
+    for secret in sorted(set(secrets), key=len, reverse=True):
+        if len(secret) >= 1:
+            text = text.replace(secret, "***")
+    return re.sub(
+        r"([A-Za-z][A-Za-z0-9+.\-]*://[^\s/@?#:]*:)([^\s/@?#]+)(@)",
+        lambda m: f"{m.group(1)}***{m.group(3)}",
+        text,
+    )
+
+
+def parse_url(raw: str, source: str = "--database-url") -> DatabaseUrl:
+    """Turn anything a user may write into a DatabaseUrl, or raise UrlError listing what is supported."""
+    text = raw.strip()
+    if not text:
+        raise UrlError(f"the database URL from {source} is empty", hint=_supported_hint())
+    m = _SCHEME.match(text)
+    scheme = m.group(1).lower() if m and len(m.group(1)) > 1 else None
+    if scheme in ("postgres", "postgresql"):
+        if not text[len(scheme) + 1 :].startswith("//"):
+            raise UrlError(
+                f"cannot read the PostgreSQL URL {redact_url(text)!r} from {source}: expected {scheme}://...",
+                hint=_supported_hint(),
+            )
+        return DatabaseUrl("postgres", text, source, conninfo=text)
+    if scheme == "sqlite":
+        rest = text[len("sqlite:") :]
+        if rest.startswith("//"):
+            rest = rest[2:]
+            if rest.startswith("//"):
+                rest = rest[1:]
+        return _sqlite(rest, text, source)
+    if scheme == "file":
+        rest = text[len("file:") :]
+        if rest.startswith("//"):
+            rest = rest[2:]
+            # file://localhost/abs or file:///abs: the authority is empty or localhost
+            if rest.startswith("localhost/"):
+                rest = rest[len("localhost") :]
+        return _sqlite(rest, text, source)
+    if scheme is not None:
+        raise UrlError(
+            f"unsupported database URL scheme {scheme + ':'!r} (from {source})",
+            hint=_supported_hint(),
+        )
+    return _sqlite(text, text, source)
+
+
+def _sqlite(location: str, raw: str, source: str) -> DatabaseUrl:
+    location = unquote(location.split("?", 1)[0])
+    if not location:
+        raise UrlError(f"the SQLite URL {raw!r} from {source} names no file", hint=_supported_hint())
+    if location == ":memory:":
+        return DatabaseUrl("sqlite", raw, source, path=Path(":memory:"))
+    path = Path(os.path.expanduser(location))
+    if not path.is_absolute():
+        path = Path.cwd() / path
+    return DatabaseUrl("sqlite", raw, source, path=Path(os.path.normpath(path)))
+
+
+def _supported_hint() -> str:
+    return "supported forms: " + "; ".join(SUPPORTED)
+
+
+def resolve_url(flag: str | None, environ: dict[str, str] | None = None) -> DatabaseUrl:
+    """--database-url, then AGOR_DATABASE_URL, DATABASE_URL, AGOR_DB_PATH, then ~/.agor/agor.db."""
+    env = os.environ if environ is None else environ
+    if flag:
+        return parse_url(flag, "--database-url")
+    for name in ENV_ORDER:
+        value = env.get(name)
+        if value:
+            return parse_url(value, name)
+    return parse_url(DEFAULT_SQLITE_PATH, "default")
