@@ -315,3 +315,7 @@ def main() -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+# Command groups living in their own modules register themselves on `app` when imported.
+from . import cli_copy, cli_ops, cli_schema  # noqa: E402, F401
