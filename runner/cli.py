@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -14,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from . import __version__
+from .core import Reporter
 from .errors import AgorDbError, ExitCode, UsageError
 from .output import Output
 from .urls import DatabaseUrl, redact, resolve_url
@@ -173,7 +173,7 @@ def migrate(
     run(body)
 
 
-class _MigrateReporter:
+class _MigrateReporter(Reporter):
     def __init__(self, out: Output) -> None:
         self.out = out
 
@@ -314,7 +314,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()
 
 
 # Command groups living in their own modules register themselves on `app` when imported.

@@ -1,4 +1,4 @@
-"""Commands: agor-db wait and other operational commands (issue 7). Registered on the shared typer app; heavy imports stay inside the command bodies."""
+"""Commands registered on the shared typer app (see the module name); heavy imports stay in the command bodies."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Commands: agor-db schema / check (issue 4). Registered on the shared typer app; heavy imports stay inside the command bodies."""
+"""Commands registered on the shared typer app (see the module name); heavy imports stay in the command bodies."""
 
 from __future__ import annotations
 

@@ -6,7 +6,6 @@ decides. Nothing here imports a database driver directly.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -39,8 +39,7 @@ def make_plan(
                 Problem(
                     "renamed",
                     row.version,
-                    f"version {row.version} was {row.how} as {label!r} but the file is now "
-                    f"{current.label!r}",
+                    f"version {row.version} was {row.how} as {label!r} but the file is now {current.label!r}",
                 )
             )
         elif current.checksum != row.checksum:

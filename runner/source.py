@@ -144,9 +144,7 @@ def parse(migration: Migration, known_ids: set[str] | None = None) -> Script:
         )
     transactional_raw = directives.get("transactional", "true").strip().lower()
     if transactional_raw not in ("true", "false"):
-        raise MigrationFileError(
-            f"{migration.path}: '-- transactional: {transactional_raw}' must be true or false"
-        )
+        raise MigrationFileError(f"{migration.path}: '-- transactional: {transactional_raw}' must be true or false")
     depends = tuple(d for d in directives.get("depends", "").split() if d)
     if known_ids is not None:
         unknown = [d for d in depends if d not in known_ids]

@@ -76,7 +76,9 @@ def _passwords(raw: str) -> list[str]:
 
 def redact_url(raw: str) -> str:
     """Replace every password in a URL (userinfo, ``?password=``, ``password=`` keyword) with ``***``."""
-    out = _USERINFO_PASSWORD.sub(lambda m: f"{m.group('head')}***{m.group('tail')}" if m.group("pw") else m.group(0), raw)
+    out = _USERINFO_PASSWORD.sub(
+        lambda m: f"{m.group('head')}***{m.group('tail')}" if m.group("pw") else m.group(0), raw
+    )
     if "?" in out and "://" in out:
         parts = urlsplit(out)
         query = parse_qsl(parts.query, keep_blank_values=True)

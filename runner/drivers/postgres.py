@@ -8,6 +8,7 @@ killed with SIGKILL, or a session ended by the server, leaves no stale lock behi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from typing import Any
@@ -42,7 +43,9 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def connect(url: DatabaseUrl, *, connect_timeout: int | None = None, autocommit: bool = True) -> psycopg.Connection[Any]:
+def connect(
+    url: DatabaseUrl, *, connect_timeout: int | None = None, autocommit: bool = True
+) -> psycopg.Connection[Any]:
     """Open a connection with agor-db's application_name; errors become one-line, password-free messages."""
     from psycopg.conninfo import conninfo_to_dict
 
@@ -151,10 +154,9 @@ class PostgresDriver:
 
     def unlock(self) -> None:
         if self._locked and not self.conn.closed:
-            try:
+            # if the session is gone, the lock went with it
+            with contextlib.suppress(psycopg.Error):
                 self.conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
-            except psycopg.Error:
-                pass  # the session is gone, and the lock went with it
         self._locked = False
 
     # -- journal ---------------------------------------------------------------------------
@@ -215,8 +217,6 @@ class PostgresDriver:
             with self.conn.transaction():
                 self._run_statements(script, transactional=True)
                 return self._insert_row(script, how, started)
-        except MigrationFailed:
-            raise
         except psycopg.OperationalError as exc:
             raise self._lost(exc, f"applying {label}") from None
 
@@ -224,16 +224,11 @@ class PostgresDriver:
         cur = self.conn.cursor()
         for i, st in enumerate(script.statements):
             try:
-                # prepare=False: each statement runs once; the simple protocol also accepts
-                # statements such as CREATE INDEX CONCURRENTLY outside a transaction
+                # prepare=False: each statement runs once, so a server-side prepared statement is waste
                 cur.execute(st.sql.encode("utf-8"), prepare=False)
-            except psycopg.OperationalError:
-                if self.conn.closed or self.conn.broken:
-                    raise
-                raise
             except psycopg.Error as exc:
-                if self.conn.broken:
-                    raise psycopg.OperationalError(str(exc)) from None
+                if self.conn.broken or self.conn.closed:
+                    raise self._lost(exc, f"applying {script.migration.label}") from None
                 raise self._statement_error(script, i, exc, transactional) from None
 
     def _statement_error(self, script: Script, i: int, exc: psycopg.Error, transactional: bool) -> MigrationFailed:

@@ -22,7 +22,7 @@ from typing import Any
 
 import apsw
 
-from ..errors import DatabaseError, DatabaseUnavailable, LockTimeout, MigrationFailed
+from ..errors import AgorDbError, DatabaseError, DatabaseUnavailable, LockTimeout, MigrationFailed
 from ..models import AppliedMigration, How, Script
 from ..urls import DEFAULT_SQLITE_PATH, DatabaseUrl
 from .base import JOURNAL_TABLE, statement_failed
@@ -137,8 +137,7 @@ class SqliteDriver:
                 if time.monotonic() >= deadline:
                     os.close(fd)
                     raise LockTimeout(
-                        f"another agor-db run holds the migration lock on {self.path} "
-                        f"(waited {timeout:g}s)",
+                        f"another agor-db run holds the migration lock on {self.path} (waited {timeout:g}s)",
                         hint="wait for it to finish, or raise --lock-timeout",
                     ) from None
                 time.sleep(delay)
@@ -272,7 +271,7 @@ class SqliteDriver:
             hint="a table rebuild must copy every referenced row; fix the migration",
         )
 
-    def _write_error(self, exc: apsw.Error, doing: str) -> DatabaseError:
+    def _write_error(self, exc: apsw.Error, doing: str) -> AgorDbError:
         if isinstance(exc, apsw.ReadOnlyError):
             return DatabaseError(
                 f"cannot {doing}: {self.path} is read-only ({exc})",
