@@ -1,0 +1,107 @@
+"""Which database: URL forms, resolution order, unknown schemes, redaction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agor_db.errors import UrlError
+from agor_db.urls import parse_url, redact, redact_url, resolve_url
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("sqlite:///abs/path/agor.db", "/abs/path/agor.db"),
+        ("sqlite:////abs/agor.db", "/abs/agor.db"),
+        ("file:///abs/x.db", "/abs/x.db"),
+        ("file://localhost/abs/x.db", "/abs/x.db"),
+        ("/plain/abs.db", "/plain/abs.db"),
+    ],
+)
+def test_absolute_sqlite_forms(raw: str, expected: str) -> None:
+    url = parse_url(raw)
+    assert url.dialect == "sqlite"
+    assert url.path == Path(expected)
+
+
+def test_relative_and_home_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert parse_url("sqlite:rel/x.db").path == tmp_path / "rel/x.db"
+    assert parse_url("./x.db").path == tmp_path / "x.db"
+    assert parse_url("x.db").path == tmp_path / "x.db"
+    assert parse_url("file:~/.agor/agor.db").path == tmp_path / "home/.agor/agor.db"
+    assert parse_url("~/.agor/agor.db").path == tmp_path / "home/.agor/agor.db"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "postgres://u:p@h:5432/db",
+        "postgresql://u@/db?host=/var/run/postgresql",
+        "postgresql:///db?host=/tmp&sslmode=disable",
+        "postgresql://h1:5432,h2:5433/db?target_session_attrs=read-write",
+        "POSTGRESQL://u@h/db",
+    ],
+)
+def test_postgres_forms_pass_through_to_libpq(raw: str) -> None:
+    url = parse_url(raw)
+    assert url.dialect == "postgres"
+    assert url.conninfo == raw
+
+
+def test_unknown_scheme_lists_supported_ones() -> None:
+    with pytest.raises(UrlError) as err:
+        parse_url("mysql://u:hunter2@h/db")
+    text = str(err.value)
+    assert "unsupported database URL scheme 'mysql:'" in text
+    assert "postgresql://" in text and "sqlite:///" in text and "file:" in text
+    assert "hunter2" not in text
+
+
+def test_resolution_order(tmp_path: Path) -> None:
+    env = {
+        "AGOR_DATABASE_URL": "postgresql://a@h/a",
+        "DATABASE_URL": "postgresql://b@h/b",
+        "AGOR_DB_PATH": "file:/c/agor.db",
+    }
+    assert resolve_url("sqlite:///flag.db", env).raw == "sqlite:///flag.db"
+    assert resolve_url(None, env).source == "AGOR_DATABASE_URL"
+    del env["AGOR_DATABASE_URL"]
+    assert resolve_url(None, env).source == "DATABASE_URL"
+    del env["DATABASE_URL"]
+    url = resolve_url(None, env)
+    assert (url.source, url.path) == ("AGOR_DB_PATH", Path("/c/agor.db"))
+    default = resolve_url(None, {})
+    assert default.source == "default"
+    assert default.path == Path("~/.agor/agor.db").expanduser()
+
+
+@pytest.mark.parametrize(
+    ("raw", "secret"),
+    [
+        ("postgresql://agor:p%40ss@h:5432/db", "p%40ss"),
+        ("postgresql://agor:topsecret@h/db?sslmode=require", "topsecret"),
+        ("postgresql://agor@h/db?password=topsecret&sslmode=disable", "topsecret"),
+    ],
+)
+def test_redaction(raw: str, secret: str) -> None:
+    url = parse_url(raw)
+    assert secret not in url.display
+    assert "***" in url.display
+    assert secret in url.secrets
+    assert secret not in redact(f"failed for {raw}", url.secrets)
+
+
+def test_redact_scrubs_urls_it_was_not_told_about() -> None:
+    assert redact_url("host=h password=abc dbname=x") == "host=h password=*** dbname=x"
+    assert "zzz" not in redact("connect postgres://u:zzz@h/db failed")
+
+
+def test_empty_url_is_an_error() -> None:
+    with pytest.raises(UrlError):
+        parse_url("   ")
+    with pytest.raises(UrlError):
+        parse_url("sqlite:")
