@@ -1,0 +1,188 @@
+"""SQLite specifics: table rebuilds never cascade, foreign_key_check gates the commit, WAL files,
+the run lock, and unusable locations."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+import apsw
+import pytest
+from conftest import run_cli, write_migrations
+
+from agor_db.core import RunOptions, migrate
+from agor_db.urls import parse_url
+
+PARENT_CHILD = """
+CREATE TABLE parent (id TEXT PRIMARY KEY, name TEXT NOT NULL);
+CREATE TABLE child (id INTEGER PRIMARY KEY, parent_id TEXT NOT NULL REFERENCES parent(id) ON DELETE CASCADE,
+                    note TEXT);
+"""
+
+REBUILD_PARENT = """
+CREATE TABLE parent_new (id TEXT PRIMARY KEY, name TEXT NOT NULL, extra INTEGER NOT NULL DEFAULT 0);
+INSERT INTO parent_new (id, name) SELECT id, name FROM parent;
+DROP TABLE parent;
+ALTER TABLE parent_new RENAME TO parent;
+"""
+
+
+def _seed(path: Path) -> None:
+    conn = apsw.Connection(str(path))
+    conn.execute("PRAGMA foreign_keys = ON")
+    with conn:
+        for i in range(5):
+            conn.execute("INSERT INTO parent VALUES (?, ?)", (f"p{i}", f"name {i}"))
+            for j in range(3):
+                conn.execute("INSERT INTO child (parent_id, note) VALUES (?, ?)", (f"p{i}", f"n{i}.{j}"))
+    conn.close()
+
+
+def test_rebuild_never_cascades_even_with_foreign_keys_on(tmp_path: Path, sql_root: Path) -> None:
+    write_migrations(sql_root, "sqlite", {"0001_tables.sql": PARENT_CHILD})
+    url = parse_url(str(tmp_path / "a.db"))
+    migrate(url, sql_root, RunOptions())
+    _seed(tmp_path / "a.db")
+    write_migrations(sql_root, "sqlite", {"0002_rebuild.sql": REBUILD_PARENT})
+
+    # Drive the driver on a connection that runs with foreign_keys=ON, as Agor's own connections do.
+    from agor_db.drivers.sqlite import SqliteDriver
+    from agor_db.source import list_migrations, parse
+
+    driver = SqliteDriver(url)
+    assert driver.conn is not None
+    driver.conn.execute("PRAGMA foreign_keys = ON")
+    script = parse(list_migrations(sql_root / "sqlite")[1])
+    driver.apply(script)
+    assert driver.conn.execute("PRAGMA foreign_keys").fetchone() == (1,)  # restored afterwards
+    driver.close()
+
+    conn = apsw.Connection(str(tmp_path / "a.db"))
+    assert conn.execute("SELECT count(*) FROM parent").fetchone() == (5,)
+    assert conn.execute("SELECT count(*) FROM child").fetchone() == (15,)
+    assert conn.execute("SELECT note FROM child WHERE parent_id='p4' ORDER BY id").fetchall() == [
+        ("n4.0",),
+        ("n4.1",),
+        ("n4.2",),
+    ]
+    assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+
+
+def test_naive_rebuild_would_cascade(tmp_path: Path) -> None:
+    """The control experiment: the same SQL run naively inside a transaction deletes children."""
+    conn = apsw.Connection(str(tmp_path / "naive.db"))
+    conn.execute(PARENT_CHILD)
+    conn.close()
+    _seed(tmp_path / "naive.db")
+    conn = apsw.Connection(str(tmp_path / "naive.db"))
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("BEGIN; PRAGMA foreign_keys = OFF;" + REBUILD_PARENT + "COMMIT;")
+    assert conn.execute("SELECT count(*) FROM child").fetchone() == (0,)
+
+
+def test_foreign_key_violation_rolls_back(tmp_path: Path, sql_root: Path) -> None:
+    write_migrations(
+        sql_root,
+        "sqlite",
+        {
+            "0001_tables.sql": PARENT_CHILD,
+            "0002_lossy_rebuild.sql": REBUILD_PARENT.replace(
+                "SELECT id, name FROM parent", "SELECT id, name FROM parent WHERE id <> 'p1'"
+            ),
+        },
+    )
+    db = tmp_path / "a.db"
+    assert run_cli("migrate", "-d", str(db), "--sql-dir", str(sql_root), "--to", "1").code == 0
+    _seed(db)
+    r = run_cli("migrate", "-d", str(db), "--sql-dir", str(sql_root))
+    assert r.code == 1
+    assert "0002_lossy_rebuild.sql leaves 3 foreign-key violation(s); rolled back" in r.stderr
+    assert "child rowid" in r.stderr and "-> parent" in r.stderr
+    conn = apsw.Connection(str(db))
+    assert conn.execute("SELECT count(*) FROM parent").fetchone() == (5,)
+    assert [c[1] for c in conn.execute("PRAGMA table_info(parent)")] == ["id", "name"]
+    assert conn.execute("SELECT max(version) FROM agor_migrations").fetchone() == (1,)
+
+
+def test_wal_file_with_a_live_reader(tmp_path: Path, sql_root: Path) -> None:
+    db = tmp_path / "wal.db"
+    conn = apsw.Connection(str(db))
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("CREATE TABLE app (x INTEGER); INSERT INTO app VALUES (1)")
+    # An open read transaction on another connection, as Agor would hold.
+    reader = apsw.Connection(str(db))
+    reader.execute("BEGIN")
+    assert reader.execute("SELECT count(*) FROM app").fetchone() == (1,)
+    write_migrations(sql_root, "sqlite", {"0001_a.sql": "CREATE TABLE a (id INTEGER);\nINSERT INTO app VALUES (2);\n"})
+    r = run_cli("migrate", "-d", str(db), "--sql-dir", str(sql_root))
+    assert r.code == 0, r.output
+    assert Path(str(db) + "-wal").exists()
+    reader.execute("COMMIT")
+    assert reader.execute("SELECT count(*) FROM app").fetchone() == (2,)
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_lock_timeout_when_another_run_holds_the_file(tmp_path: Path, sql_root: Path) -> None:
+    db = tmp_path / "a.db"
+    write_migrations(sql_root, "sqlite", {"0001_a.sql": "CREATE TABLE a (id INTEGER);\n"})
+    apsw.Connection(str(db)).execute("CREATE TABLE app (x INTEGER)")
+    fd = os.open(db, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        r = run_cli("migrate", "-d", str(db), "--sql-dir", str(sql_root), "--lock-timeout", "0.3")
+    finally:
+        os.close(fd)
+    assert r.code == 4
+    assert "another agor-db run holds the migration lock" in r.stderr
+    assert "agor_migrations" not in {n for (n,) in apsw.Connection(str(db)).execute("SELECT name FROM sqlite_master")}
+    assert run_cli("migrate", "-d", str(db), "--sql-dir", str(sql_root)).code == 0
+
+
+def test_busy_writer_gives_a_clear_error(tmp_path: Path, sql_root: Path) -> None:
+    db = tmp_path / "a.db"
+    write_migrations(sql_root, "sqlite", {"0001_a.sql": "CREATE TABLE a (id INTEGER);\n"})
+    writer = apsw.Connection(str(db))
+    writer.execute("CREATE TABLE app (x INTEGER)")
+    writer.execute("BEGIN IMMEDIATE")
+    r = run_cli("migrate", "-d", str(db), "--sql-dir", str(sql_root), "--lock-timeout", "0.3")
+    writer.execute("ROLLBACK")
+    assert r.code == 4, r.output
+    assert "locked" in r.stderr
+    assert {n for (n,) in writer.execute("SELECT name FROM sqlite_master")} == {"app"}
+
+
+@pytest.mark.parametrize("case", ["directory", "missing_dir", "not_a_db", "unwritable_dir"])
+def test_unusable_locations(tmp_path: Path, sql_root: Path, case: str) -> None:
+    write_migrations(sql_root, "sqlite", {"0001_a.sql": "CREATE TABLE a (id INTEGER);\n"})
+    if case == "directory":
+        target, expected = tmp_path, "is a directory, not a SQLite database file"
+    elif case == "missing_dir":
+        target, expected = tmp_path / "nope" / "a.db", "the directory"
+    elif case == "not_a_db":
+        target = tmp_path / "notes.txt"
+        target.write_text("hello, this is not sqlite " * 100)
+        expected = "is not a SQLite database"
+    else:
+        if os.geteuid() == 0:
+            pytest.skip("running as root: directory permissions do not stop root")
+        locked = tmp_path / "ro"
+        locked.mkdir()
+        locked.chmod(0o555)
+        target, expected = locked / "a.db", "is not writable"
+    before = sorted(p.name for p in tmp_path.iterdir())
+    r = run_cli("migrate", "-d", str(target), "--sql-dir", str(sql_root))
+    assert r.code == 5, r.output
+    assert expected in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    if case == "not_a_db":
+        assert target.read_text().startswith("hello")
+
+
+def test_default_location_is_created_under_home(tmp_path: Path, sql_root: Path) -> None:
+    write_migrations(sql_root, "sqlite", {"0001_a.sql": "CREATE TABLE a (id INTEGER);\n"})
+    r = run_cli("migrate", "--sql-dir", str(sql_root), env={"HOME": str(tmp_path)})
+    assert r.code == 0, r.output
+    assert (tmp_path / ".agor" / "agor.db").exists()
+    r = run_cli("status", "--sql-dir", str(sql_root), env={"HOME": str(tmp_path), "AGOR_DB_PATH": "file:~/x.db"})
+    assert "x.db" in r.stdout and "AGOR_DB_PATH" in r.stdout
