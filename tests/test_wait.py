@@ -12,9 +12,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import SECRETS, WRONG_PASSWORD, run_cli
-
 from agor_db.wait import classify_postgres_error
+from conftest import SECRETS, WRONG_PASSWORD, run_cli
 
 SLACK = 3.0  # seconds beyond --timeout: process start-up plus libpq's 2 s minimum connect timeout
 
@@ -132,9 +131,9 @@ def test_bad_url_is_a_usage_error_without_waiting():
     [
         ("connection failed: FATAL:  the database system is starting up", "starting"),
         ("connection failed: FATAL:  the database system is shutting down", "starting"),
-        ("FATAL:  password authentication failed for user \"agor\"", "auth"),
-        ("FATAL:  role \"agor\" does not exist", "auth"),
-        ("FATAL:  database \"agor\" does not exist", "no-database"),
+        ('FATAL:  password authentication failed for user "agor"', "auth"),
+        ('FATAL:  role "agor" does not exist', "auth"),
+        ('FATAL:  database "agor" does not exist', "no-database"),
         ("connection failed: Connection refused", "unreachable"),
         ("connection timeout expired", "timeout"),
     ],
