@@ -14,10 +14,9 @@ from typing import Any
 
 import apsw
 import pytest
-from conftest import REPO, SPEC, needs_shared, run_cli
-
 from agor_db import core
 from agor_db.urls import parse_url
+from conftest import REPO, SPEC, needs_shared, run_cli
 
 SQL = REPO / "sql"
 SKIP_TABLES = {"agor_migrations", "__drizzle_migrations"}
