@@ -1,5 +1,423 @@
-"""Commands registered on the shared typer app (see the module name); heavy imports stay in the command bodies."""
+"""Commands: agor-db schema / check (issue 4).
+
+``schema`` prints a live database's normalised model. ``check`` proves the two migration folders
+build the same schema: it lints the folders (names, pairing after the baseline, the pinned archive,
+SQL of the wrong dialect), applies each folder to a scratch database with the real runner, and
+compares the results under the type map minus the reviewed differences (runner/schema.py).
+Registered on the shared typer app; heavy imports stay inside the command bodies.
+"""
 
 from __future__ import annotations
 
-from .cli import app  # noqa: F401
+import json
+import re
+import tempfile
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from .cli import EXIT_CODES, DatabaseUrlOpt, Session, SqlDirOpt, app, run
+from .errors import AgorDbError, DatabaseError, DatabaseUnavailable, ExitCode, UsageError
+from .source import FILE_NAME, checksum
+from .urls import DatabaseUrl, parse_url, redact
+
+if TYPE_CHECKING:
+    from .schema import Schema
+
+ARCHIVE_FILE = "sqlite-archive.json"
+BASELINE = 10  # sql/postgres starts here; from here on version V is the same schema in both folders
+DIALECTS = ("sqlite", "postgres")
+
+# (pattern, message) per dialect; matched against the SQL with comments and string literals blanked.
+DIALECT_RULES: dict[str, list[tuple[re.Pattern[str], str]]] = {
+    "postgres": [
+        (re.compile(r"`"), 'backtick quoting is SQLite/MySQL syntax; PostgreSQL quotes identifiers with "'),
+        (re.compile(r"\bPRAGMA\b", re.I), "PRAGMA is SQLite-only"),
+        (re.compile(r"\bAUTOINCREMENT\b", re.I), "AUTOINCREMENT is SQLite-only; use GENERATED ... AS IDENTITY"),
+    ],
+    "sqlite": [
+        (
+            re.compile(r"\b(SMALL|BIG)?SERIAL\b", re.I),
+            "SERIAL is PostgreSQL-only; in SQLite it is no rowid alias and stays NULL",
+        ),
+        (re.compile(r"\bJSONB\b", re.I), "JSONB is PostgreSQL-only; SQLite keeps JSON as text"),
+        (re.compile(r"::"), "'::' casts are PostgreSQL-only; use CAST(x AS type)"),
+    ],
+}
+
+
+@dataclass(frozen=True)
+class FolderFile:
+    dialect: str
+    path: Path
+    version: int | None  # None: the name is malformed
+    name: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.dialect}/{self.path.name}"
+
+
+# -- linting -------------------------------------------------------------------------------------
+
+
+def scan_folder(root: Path, dialect: str) -> tuple[list[FolderFile], list[str]]:
+    """The folder's migration files and the problems that stop it from being applied at all."""
+    folder = root / dialect
+    if not folder.is_dir():
+        return [], [f"{dialect}/: the folder is missing from {root}"]
+    files: list[FolderFile] = []
+    problems: list[str] = []
+    by_version: dict[int, list[str]] = {}
+    for path in sorted(folder.iterdir()):
+        name = path.name
+        if not name.endswith(".sql") or name.endswith(".rollback.sql") or name.startswith("."):
+            continue
+        m = FILE_NAME.match(name)
+        if not m:
+            problems.append(f"{dialect}/{name}: malformed file name; migrations are named NNNN_name.sql")
+            files.append(FolderFile(dialect, path, None, name))
+            continue
+        digits = m.group("version")
+        if len(digits) != 4:
+            problems.append(f"{dialect}/{name}: malformed version {digits!r}; versions have four digits (e.g. 0011)")
+        version = int(digits)
+        by_version.setdefault(version, []).append(name)
+        files.append(FolderFile(dialect, path, version, m.group("name")))
+    for version, names in sorted(by_version.items()):
+        if len(names) > 1:
+            problems.append(f"{dialect}/: version {version:04d} is used by {len(names)} files: {', '.join(names)}")
+    return files, problems
+
+
+def lint_pairing(sqlite: list[FolderFile], postgres: list[FolderFile]) -> list[str]:
+    out: list[str] = []
+    lite = {f.version: f for f in sqlite if f.version is not None and f.version > BASELINE}
+    pg = {f.version: f for f in postgres if f.version is not None and f.version > BASELINE}
+    for version in sorted(set(lite) | set(pg)):
+        a, b = lite.get(version), pg.get(version)
+        if a is None or b is None:
+            have, lack = (a, "postgres") if a else (b, "sqlite")
+            assert have is not None
+            out.append(
+                f"{have.label}: unpaired; {lack}/{have.path.name} is missing "
+                f"(every migration after {BASELINE:04d} is a pair; agor-db new NAME makes both)"
+            )
+        elif a.path.name != b.path.name:
+            out.append(f"{a.label}: paired with {b.label}; a pair has one name in both folders")
+    baseline = [f for f in postgres if f.version == BASELINE]
+    if not baseline:
+        out.append(f"postgres/: the baseline {BASELINE:04d} is missing (the PostgreSQL history starts with it)")
+    for f in postgres:
+        if f.version is not None and f.version < BASELINE:
+            out.append(f"{f.label}: comes before the baseline {BASELINE:04d}; the PostgreSQL history starts there")
+    return out
+
+
+def lint_archive(root: Path, sqlite: list[FolderFile]) -> list[str]:
+    path = root / ARCHIVE_FILE
+    if not path.is_file():
+        return [f"{ARCHIVE_FILE} is missing from {root}: the archived SQLite files cannot be verified"]
+    try:
+        pins: dict[str, str] = json.loads(path.read_text())["files"]
+    except (ValueError, KeyError, TypeError) as exc:
+        return [f"{ARCHIVE_FILE}: unreadable ({exc})"]
+    out: list[str] = []
+    present = {f.path.name: f for f in sqlite}
+    for name, pinned in sorted(pins.items()):
+        f = present.get(name)
+        if f is None:
+            out.append(f"sqlite/{name}: archived file is missing")
+            continue
+        actual = checksum(f.path.read_bytes())
+        if actual != pinned:
+            out.append(
+                f"sqlite/{name}: archived file was edited (sha256 {actual[:12]}..., pinned {pinned[:12]}...); "
+                "restore it and put the change in a new migration pair"
+            )
+    for f in sqlite:
+        if f.version is not None and f.version <= BASELINE and f.path.name not in pins:
+            out.append(
+                f"{f.label}: version {f.version:04d} lies in the archived history (up to {BASELINE:04d}) "
+                f"but is not pinned in {ARCHIVE_FILE}"
+            )
+    return out
+
+
+def blank_comments_and_strings(sql: str) -> str:
+    """The SQL with comments and '...' literals replaced by spaces (newlines kept, so lines still count)."""
+    out: list[str] = []
+    i, n = 0, len(sql)
+    while i < n:
+        ch = sql[i]
+        if sql.startswith("--", i):
+            j = sql.find("\n", i)
+            j = n if j < 0 else j
+        elif sql.startswith("/*", i):
+            j = sql.find("*/", i + 2)
+            j = n if j < 0 else j + 2
+        elif ch == "'":
+            j = i + 1
+            while j < n:
+                if sql[j] == "'":
+                    if sql.startswith("''", j):
+                        j += 2
+                        continue
+                    j += 1
+                    break
+                j += 1
+        else:
+            out.append(ch)
+            i += 1
+            continue
+        out.append(re.sub(r"[^\n]", " ", sql[i:j]))
+        i = j
+    return "".join(out)
+
+
+def lint_dialect(files: list[FolderFile]) -> list[str]:
+    out: list[str] = []
+    for f in files:
+        try:
+            text = f.path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            out.append(f"{f.label}: unreadable ({exc})")
+            continue
+        code = blank_comments_and_strings(text)
+        for lineno, line in enumerate(code.splitlines(), 1):
+            for pattern, message in DIALECT_RULES[f.dialect]:
+                if pattern.search(line):
+                    out.append(f"{f.label}:{lineno}: {message}")
+    return out
+
+
+# -- building and comparing ----------------------------------------------------------------------
+
+
+def sqlite_schema(root: Path, kinds: Any) -> Schema:
+    """Apply sql/sqlite with the real runner to a scratch file and read its schema back."""
+    import apsw
+
+    from . import core
+    from .schema import introspect_sqlite
+
+    with tempfile.TemporaryDirectory(prefix="agor-db-check-") as tmp:
+        path = Path(tmp) / "check.db"
+        core.migrate(parse_url(f"sqlite://{path}", "check"), root, core.RunOptions())
+        conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+        try:
+            return introspect_sqlite(conn, kinds)
+        finally:
+            conn.close()
+
+
+def postgres_schema(server: DatabaseUrl, root: Path, kinds: Any) -> Schema:
+    """Apply sql/postgres to a scratch database created on ``server``, read its schema, drop it."""
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    from . import core
+    from .drivers.postgres import connect
+    from .schema import introspect_postgres
+
+    assert server.conninfo is not None
+    name = f"agor_db_check_{uuid.uuid4().hex[:12]}"
+    admin = connect(server)
+    try:
+        try:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        except psycopg.Error as exc:
+            raise DatabaseError(
+                f"cannot create a scratch database on {server.display}: "
+                f"{redact(' '.join(str(exc).split()), server.secrets)}",
+                hint="check needs a role allowed to create databases (CREATEDB) on that server",
+            ) from None
+        try:
+            conninfo = make_conninfo(server.conninfo, dbname=name)
+            scratch = replace(server, raw=conninfo, conninfo=conninfo, source="check")
+            core.migrate(scratch, root, core.RunOptions())
+            conn = connect(scratch)
+            try:
+                return introspect_postgres(conn, kinds)
+            finally:
+                conn.close()
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.close()
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    problems: list[str]
+    summary: str
+
+
+def run_check(root: Path, server: DatabaseUrl) -> CheckResult:
+    from .schema import TYPE_MAP, diff, load_differences, load_kinds
+
+    problems: list[str] = []
+    folders: dict[str, list[FolderFile]] = {}
+    blocked: set[str] = set()
+    for dialect in DIALECTS:
+        files, structural = scan_folder(root, dialect)
+        folders[dialect] = files
+        problems += structural
+        if structural:
+            blocked.add(dialect)
+    problems += lint_pairing(folders["sqlite"], folders["postgres"])
+    problems += lint_archive(root, folders["sqlite"])
+    problems += lint_dialect(folders["sqlite"] + folders["postgres"])
+
+    kinds = load_kinds(root)
+    differences = load_differences(root)
+    schemas: dict[str, Schema] = {}
+    builders: dict[str, Callable[[], Schema]] = {
+        "sqlite": lambda: sqlite_schema(root, kinds),
+        "postgres": lambda: postgres_schema(server, root, kinds),
+    }
+    for dialect in DIALECTS:
+        if dialect in blocked:
+            problems.append(f"{dialect}/: not applied because of the problems above")
+            continue
+        try:
+            schemas[dialect] = builders[dialect]()
+        except (DatabaseUnavailable, DatabaseError):
+            raise  # the server, not the migrations: report it as such (exit 5 / 1 with its hint)
+        except AgorDbError as exc:
+            problems.append(f"{dialect}/: applying the migrations failed: {exc.message}")
+    if len(schemas) == 2:
+        problems += diff(schemas["sqlite"], schemas["postgres"], TYPE_MAP, differences)
+
+    def describe(dialect: str) -> str:
+        versions = [f.version for f in folders[dialect] if f.version is not None]
+        top = f"up to {max(versions):04d}" if versions else "empty"
+        return f"{dialect}/ ({len(versions)} files, {top})"
+
+    if problems:
+        summary = f"check: {len(problems)} problem(s) in {root}"
+    else:
+        summary = (
+            f"check: clean; {describe('sqlite')} and {describe('postgres')} build the same schema "
+            f"under the type map ({len(differences)} reviewed differences in {root / 'differences.toml'})"
+        )
+    return CheckResult(problems, summary)
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+
+@app.command(epilog=EXIT_CODES)
+def schema(
+    database_url: DatabaseUrlOpt = None,
+    sql_dir: SqlDirOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the model as JSON.")] = False,
+) -> None:
+    """Print the live database's schema as agor-db's dialect-neutral model.
+
+    Each column shows its kind (id36, text, json, boolean, epoch_ms, integer), the type the database
+    declares, NOT NULL and default; then the primary key, foreign keys and indexes. Kinds of columns
+    whose SQL type does not tell come from column-kinds.toml in the SQL folder. Reads only.
+
+    \b
+    Examples:
+      agor-db schema
+      agor-db schema -d postgresql://agor:agor@localhost:5432/agor --json
+    """
+
+    def body(s: Session) -> int:
+        from .schema import load_kinds, render, to_json
+        from .source import sql_root
+
+        url = s.url(database_url)
+        kinds = load_kinds(sql_root(sql_dir))
+        model = _read_live(url, kinds)
+        if as_json:
+            doc = {"database": url.display, **to_json(model)}
+            print(redact(json.dumps(doc, indent=2), s.out.secrets))
+        else:
+            s.out.line(f"database: {url.display} ({url.dialect}, {len(model.tables)} tables)")
+            for line in render(model).splitlines():
+                s.out.line(line)
+        return 0
+
+    run(body)
+
+
+def _read_live(url: DatabaseUrl, kinds: Any) -> Schema:
+    from .schema import introspect_postgres, introspect_sqlite
+
+    if url.dialect == "postgres":
+        from .drivers.postgres import connect
+
+        conn = connect(url)
+        try:
+            return introspect_postgres(conn, kinds)
+        finally:
+            conn.close()
+    import apsw
+
+    assert url.path is not None
+    if not url.is_memory and not url.path.is_file():
+        raise DatabaseUnavailable(f"{url.path} does not exist", hint="check the path, or migrate it first")
+    try:
+        lite = apsw.Connection(str(url.path), flags=apsw.SQLITE_OPEN_READONLY)
+        try:
+            return introspect_sqlite(lite, kinds)
+        finally:
+            lite.close()
+    except apsw.Error as exc:
+        raise DatabaseUnavailable(f"cannot read {url.path}: {exc}") from None
+
+
+@app.command(epilog=EXIT_CODES)
+def check(
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            "-d",
+            help="A PostgreSQL server to create the scratch database on (the role needs CREATEDB). "
+            "Default: $AGOR_DATABASE_URL, $DATABASE_URL.",
+            show_default=False,
+        ),
+    ] = None,
+    sql_dir: SqlDirOpt = None,
+) -> None:
+    """Prove sql/sqlite and sql/postgres build the same schema; exit 0 when clean, 1 otherwise.
+
+    \b
+    Lints both folders: malformed or duplicate versions; every migration after 0010 must be a pair
+    (same version and name in both folders); the archived SQLite files 0000-0010 must match the
+    checksums pinned in sqlite-archive.json; no SQL of the other dialect (backticks, PRAGMA,
+    AUTOINCREMENT in postgres/; SERIAL, JSONB, :: casts in sqlite/).
+    Then applies sqlite/ to a scratch SQLite file and postgres/ to a scratch database created on the
+    server (and dropped afterwards), and compares the two schemas under the type map. Differences
+    reviewed in differences.toml are accepted. Every problem is printed as one line.
+
+    \b
+    Examples:
+      agor-db check -d postgresql://agor:agor@localhost:5432/postgres
+      AGOR_DATABASE_URL=postgresql://... agor-db check --sql-dir ./sql
+    """
+
+    def body(s: Session) -> int:
+        from .source import sql_root
+
+        url = s.url(database_url)
+        if url.dialect != "postgres":
+            raise UsageError(
+                f"check needs a PostgreSQL server to build the scratch database on, got {url.display}",
+                hint="pass --database-url postgresql://USER:PASSWORD@HOST:5432/postgres (or set AGOR_DATABASE_URL)",
+            )
+        result = run_check(sql_root(sql_dir), url)
+        for line in result.problems:
+            s.out.line(line, style="red")
+        s.out.line(result.summary, style="bold" if result.problems else "green")
+        return int(ExitCode.FAILURE) if result.problems else 0
+
+    run(body)
