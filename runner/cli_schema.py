@@ -289,7 +289,9 @@ def run_check(root: Path, server: DatabaseUrl) -> CheckResult:
         except (DatabaseUnavailable, DatabaseError):
             raise  # the server, not the migrations: report it as such (exit 5 / 1 with its hint)
         except AgorDbError as exc:
-            problems.append(f"{dialect}/: applying the migrations failed: {exc.message}")
+            # one line: where it failed and what the database said (the rollback note adds nothing here)
+            said = "; ".join(exc.message.strip().splitlines()[:2])
+            problems.append(f"{dialect}/: applying the migrations failed: {said}")
     if len(schemas) == 2:
         problems += diff(schemas["sqlite"], schemas["postgres"], TYPE_MAP, differences)
 
