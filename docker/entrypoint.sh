@@ -54,6 +54,18 @@ step() {
     return "$status"
 }
 
+# agor-db's exit codes (agor-db --help), spelled out in the last line of the log.
+meaning() {
+    case $1 in
+        1) echo "failure" ;;
+        2) echo "usage error" ;;
+        3) echo "drift between the journal and the migration files" ;;
+        4) echo "timed out waiting for the migration lock" ;;
+        5) echo "database unavailable" ;;
+        *) echo "exit code $1" ;;
+    esac
+}
+
 stop_if_asked() {
     if [ -n "$stopping" ]; then
         say "stopped by a signal; the app was not started"
@@ -69,7 +81,7 @@ fi
 step wait --timeout "${AGOR_WAIT_TIMEOUT:-60}"
 status=$?
 if [ "$status" -ne 0 ]; then
-    say "the database is not ready (agor-db wait exited $status); the app was not started"
+    say "agor-db wait failed with exit code $status ($(meaning "$status")); the app was not started"
     exit "$status"
 fi
 
@@ -81,7 +93,7 @@ case ${AGOR_MIGRATE_ON_START:-1} in
         step migrate
         status=$?
         if [ "$status" -ne 0 ]; then
-            say "migrating failed (agor-db migrate exited $status); the app was not started"
+            say "agor-db migrate failed with exit code $status ($(meaning "$status")); the app was not started"
             exit "$status"
         fi
         ;;

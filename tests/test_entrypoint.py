@@ -1,0 +1,324 @@
+"""docker/entrypoint.sh run directly (no Docker) against the real test PostgreSQL and SQLite files.
+
+The "app" is a small Python script that records its PID and, optionally, the signal it got.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from agor_db.drivers.base import JOURNAL_TABLE
+from conftest import REPO, SECRETS, write_migrations
+
+ENTRYPOINT = REPO / "docker" / "entrypoint.sh"
+SHELLS = [s for s in ("sh", "bash") if shutil.which(s)]
+
+APP = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    from pathlib import Path
+    marker = Path(sys.argv[1])
+    def stop(signum, frame):
+        marker.with_suffix(".signal").write_text(str(signum))
+        sys.exit(42)
+    signal.signal(signal.SIGTERM, stop)
+    marker.write_text(str(os.getpid()))
+    if len(sys.argv) > 2:  # stay up until signalled
+        time.sleep(60)
+    """
+)
+
+GOOD = {"0001_items.sql": "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL);\n"}
+BROKEN = {"0001_items.sql": "CREATE TABLE items (id INTEGER PRIMARY KEY);\nINSERT INTO no_such_table VALUES (1);\n"}
+
+
+def _agor_db_bin_dir() -> Path:
+    here = Path(sys.executable).parent
+    if (here / "agor-db").exists():
+        return here
+    found = shutil.which("agor-db")
+    if not found:
+        pytest.skip("the agor-db console script is not installed (pip install -e .)")
+    return Path(found).parent
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> tuple[Path, list[str]]:
+    script = tmp_path / "app.py"
+    script.write_text(APP)
+    marker = tmp_path / "app.started"
+    return marker, [sys.executable, str(script), str(marker)]
+
+
+def _env(url: str, sql_root: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AGOR_", "DATABASE_URL"))}
+    env["PATH"] = f"{_agor_db_bin_dir()}{os.pathsep}{env.get('PATH', '')}"
+    env["DATABASE_URL"] = url
+    env["AGOR_SQL_DIR"] = str(sql_root)
+    env.update(extra)
+    return env
+
+
+def _start(env: dict[str, str], *command: str, shell: str = "sh") -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [shell, str(ENTRYPOINT), *command],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _run(env: dict[str, str], *command: str, shell: str = "sh", timeout: float = 60) -> tuple[int, str]:
+    proc = _start(env, *command, shell=shell)
+    out, err = proc.communicate(timeout=timeout)
+    output = out + err
+    for secret in SECRETS:
+        assert secret not in output, "a password leaked into the entrypoint's output"
+    assert "Traceback" not in output, output
+    return proc.returncode, output
+
+
+def _pg_tables(pg_admin_of, url: str) -> set[str]:  # type: ignore[no-untyped-def]
+    with pg_admin_of(url) as conn:
+        rows = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()
+    return {r[0] for r in rows}
+
+
+def _sqlite_tables(db: Path) -> set[str]:
+    import apsw
+
+    conn = apsw.Connection(str(db), flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    finally:
+        conn.close()
+
+
+# -- success -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_pg_waits_migrates_then_execs_the_app(shell, pg_db, pg_admin_of, sql_root, app):
+    write_migrations(sql_root, "postgres", GOOD)
+    marker, command = app
+    proc = _start(_env(pg_db, sql_root), *command, shell=shell)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out + err
+    assert "ready after" in out and "applied 0001_items.sql" in out
+    assert "items" in _pg_tables(pg_admin_of, pg_db)
+    # exec: the app runs as the entrypoint's own process, not as a child of a shell
+    assert marker.read_text() == str(proc.pid)
+
+
+def test_sqlite_waits_migrates_then_execs_the_app(tmp_path, sql_root, app):
+    write_migrations(sql_root, "sqlite", GOOD)
+    db = tmp_path / "data" / "agor.db"
+    db.parent.mkdir()
+    marker, command = app
+    code, output = _run(_env(f"sqlite://{db}", sql_root), *command)
+    assert code == 0, output
+    assert "items" in _sqlite_tables(db)
+    assert marker.exists()
+
+
+def test_without_a_command_it_migrates_and_exits_0(pg_db, pg_admin_of, sql_root):
+    write_migrations(sql_root, "postgres", GOOD)
+    code, output = _run(_env(pg_db, sql_root))
+    assert code == 0, output
+    assert "no command given" in output
+    assert "items" in _pg_tables(pg_admin_of, pg_db)
+
+
+def test_arguments_reach_the_app_unchanged(tmp_path, sql_root):
+    out = tmp_path / "args.txt"
+    code, output = _run(
+        _env(f"sqlite://{tmp_path / 'agor.db'}", sql_root),
+        sys.executable,
+        "-c",
+        "import sys, pathlib; pathlib.Path(sys.argv[1]).write_text('|'.join(sys.argv[2:]))",
+        str(out),
+        "two words",
+        "$HOME",
+        "*",
+        "",
+    )
+    assert code == 0, output
+    assert out.read_text() == "two words|$HOME|*|"
+
+
+# -- failures never start the app ----------------------------------------------------------------
+
+
+def test_unreachable_database_times_out_and_never_starts_the_app(pg_server, tmp_path, sql_root, app):
+    write_migrations(sql_root, "postgres", GOOD)
+    url = f"postgresql://{pg_server.role}:{pg_server.password}@/agor?host={tmp_path}"
+    marker, command = app
+    started = time.monotonic()
+    code, output = _run(_env(url, sql_root, AGOR_WAIT_TIMEOUT="1"), *command)
+    took = time.monotonic() - started
+    assert code == 5, output
+    assert "was not ready after 1s" in output
+    assert "agor-db wait failed with exit code 5 (database unavailable)" in output and "the app was not started" in output
+    assert "applied" not in output
+    assert not marker.exists()
+    assert took < 1 + 4
+
+
+def test_failing_migration_never_starts_the_app(pg_db, pg_admin_of, sql_root, app):
+    write_migrations(sql_root, "postgres", BROKEN)
+    marker, command = app
+    code, output = _run(_env(pg_db, sql_root), *command)
+    assert code == 1, output
+    assert "no_such_table" in output
+    assert "agor-db migrate failed with exit code 1 (failure)" in output and "the app was not started" in output
+    assert not marker.exists()
+    assert "items" not in _pg_tables(pg_admin_of, pg_db)  # rolled back
+
+
+def test_failing_sqlite_migration_never_starts_the_app(tmp_path, sql_root, app):
+    write_migrations(sql_root, "sqlite", BROKEN)
+    db = tmp_path / "agor.db"
+    marker, command = app
+    code, output = _run(_env(f"sqlite://{db}", sql_root), *command)
+    assert code == 1, output
+    assert not marker.exists()
+    assert "items" not in _sqlite_tables(db)
+
+
+def test_missing_agor_db_executable_exits_127(tmp_path, sql_root, app):
+    marker, command = app
+    env = _env(f"sqlite://{tmp_path / 'agor.db'}", sql_root, AGOR_DB_BIN="agor-db-not-installed")
+    code, output = _run(env, *command)
+    assert code == 127, output
+    assert "cannot find 'agor-db-not-installed' on PATH" in output
+    assert not marker.exists()
+
+
+def test_bad_wait_timeout_is_a_usage_error(tmp_path, sql_root, app):
+    marker, command = app
+    code, output = _run(_env(f"sqlite://{tmp_path / 'agor.db'}", sql_root, AGOR_WAIT_TIMEOUT="soon"), *command)
+    assert code == 2, output
+    assert "AGOR_WAIT_TIMEOUT" in output and "exit code 2 (usage error)" in output
+    assert not marker.exists()
+
+
+# -- knobs ---------------------------------------------------------------------------------------
+
+
+def test_migrate_on_start_0_skips_migrating(pg_db, pg_admin_of, sql_root, app):
+    write_migrations(sql_root, "postgres", GOOD)
+    marker, command = app
+    code, output = _run(_env(pg_db, sql_root, AGOR_MIGRATE_ON_START="0"), *command)
+    assert code == 0, output
+    assert "AGOR_MIGRATE_ON_START=0: not migrating" in output
+    assert marker.exists()
+    assert _pg_tables(pg_admin_of, pg_db) == set()  # not even the journal
+
+
+# -- signals -------------------------------------------------------------------------------------
+
+
+def _wait_for(path: Path, proc: subprocess.Popen[str], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"the entrypoint exited {proc.returncode} early:\n{out}{err}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"{path} did not appear")
+        time.sleep(0.05)
+
+
+def test_sigterm_reaches_the_app(tmp_path, sql_root, app):
+    marker, command = app
+    proc = _start(_env(f"sqlite://{tmp_path / 'agor.db'}", sql_root), *command, "stay-up")
+    _wait_for(marker, proc)
+    assert marker.read_text() == str(proc.pid)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 42, out + err  # the app's own exit code: it handled the signal
+    assert marker.with_suffix(".signal").read_text() == str(int(signal.SIGTERM))
+
+
+def test_sigterm_while_waiting_stops_at_once_and_never_starts_the_app(tmp_path, sql_root, app):
+    marker, command = app
+    db = tmp_path / "not-mounted" / "agor.db"
+    proc = _start(_env(f"sqlite://{db}", sql_root, AGOR_WAIT_TIMEOUT="30"), *command)
+    deadline = time.monotonic() + 10
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # "waiting up to 30s for ..." : agor-db wait is running
+    assert "waiting up to 30s" in line and time.monotonic() < deadline
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=10)
+    assert time.monotonic() - started < 5
+    assert proc.returncode == 143, out + err
+    assert "stopped by a signal; the app was not started" in err
+    assert not marker.exists()
+
+
+# -- several replicas at once --------------------------------------------------------------------
+
+SLOW_PG = {"0001_items.sql": "SELECT pg_sleep(0.5);\nCREATE TABLE items (id INTEGER PRIMARY KEY);\n"}
+SLOW_SQLITE = {
+    "0001_items.sql": "CREATE TABLE items (id INTEGER PRIMARY KEY);\n"
+    + "".join(f"INSERT INTO items VALUES ({i});\n" for i in range(2000))
+}
+
+
+def _replicas(env: dict[str, str], tmp_path: Path, n: int = 3) -> list[tuple[int, str, Path]]:
+    script = tmp_path / "app.py"
+    script.write_text(APP)
+    procs = []
+    for i in range(n):
+        marker = tmp_path / f"replica{i}.started"
+        procs.append((_start(env, sys.executable, str(script), str(marker)), marker))
+    results = []
+    for proc, marker in procs:
+        out, err = proc.communicate(timeout=60)
+        results.append((proc.returncode, out + err, marker))
+    return results
+
+
+def test_replicas_starting_at_once_on_postgres_all_start(pg_db, pg_admin_of, sql_root, tmp_path):
+    write_migrations(sql_root, "postgres", SLOW_PG)
+    results = _replicas(_env(pg_db, sql_root), tmp_path)
+    assert [code for code, _, _ in results] == [0, 0, 0], "\n".join(o for _, o, _ in results)
+    assert all(marker.exists() for _, _, marker in results)
+    assert sum("applied 0001_items.sql" in output for _, output, _ in results) == 1
+    with pg_admin_of(pg_db) as conn:
+        assert conn.execute(f"SELECT count(*) FROM {JOURNAL_TABLE}").fetchone() == (1,)
+
+
+def test_replicas_starting_at_once_on_sqlite_all_start(tmp_path, sql_root):
+    write_migrations(sql_root, "sqlite", SLOW_SQLITE)
+    db = tmp_path / "agor.db"
+    results = _replicas(_env(f"sqlite://{db}", sql_root), tmp_path)
+    assert [code for code, _, _ in results] == [0, 0, 0], "\n".join(o for _, o, _ in results)
+    assert all(marker.exists() for _, _, marker in results)
+    assert sum("applied 0001_items.sql" in output for _, output, _ in results) == 1
+    assert "items" in _sqlite_tables(db)
+
+
+# -- the script itself ---------------------------------------------------------------------------
+
+
+def test_script_is_posix_sh_and_executable():
+    assert os.access(ENTRYPOINT, os.X_OK)
+    text = ENTRYPOINT.read_text()
+    assert text.startswith("#!/bin/sh\n")
+    assert 'exec "$@"' in text
+    for shell in SHELLS:
+        subprocess.run([shell, "-n", str(ENTRYPOINT)], check=True)
+    if shutil.which("checkbashisms"):
+        subprocess.run(["checkbashisms", str(ENTRYPOINT)], check=True)
