@@ -138,8 +138,28 @@ def migrate(
         typer.Option("--allow-out-of-order", help="Apply pending files older than the newest applied one."),
     ] = False,
     lock_timeout: LockTimeoutOpt = 60.0,
+    adopt_as: Annotated[
+        str | None,
+        typer.Option(
+            "--adopt-as",
+            help="Legacy SQLite database matching no archived step: adopt it as this version anyway "
+            "(after reading the differences agor-db printed).",
+        ),
+    ] = None,
+    no_repair: Annotated[
+        bool,
+        typer.Option("--no-repair", help="Adopt a legacy SQLite database without rebuilding cosmetic differences."),
+    ] = False,
+    no_backup: Annotated[
+        bool,
+        typer.Option("--no-backup", help="Do not copy a legacy SQLite database before the first write to it."),
+    ] = False,
 ) -> None:
     """Apply every pending migration, each in its own transaction.
+
+    An existing Agor SQLite database that drizzle migrated (no agor_migrations journal yet) is
+    adopted first: its schema decides which archived steps it has; those are recorded as adopted,
+    cosmetic differences are repaired, and a backup is written next to it before the first write.
 
     \b
     Examples:
@@ -155,7 +175,14 @@ def migrate(
 
         url = s.url(database_url)
         root = sql_root(sql_dir)
-        options = core.RunOptions(_parse_target(to), allow_out_of_order, lock_timeout)
+        options = core.RunOptions(
+            _parse_target(to),
+            allow_out_of_order,
+            lock_timeout,
+            adopt_as=_parse_target(adopt_as),
+            repair=not no_repair,
+            backup=not no_backup,
+        )
         if dry_run:
             return _dry_run(s, url, root, options)
         reporter = _MigrateReporter(s.out)
@@ -186,14 +213,38 @@ class _MigrateReporter(Reporter):
     def applied(self, script: Any, row: Any) -> None:
         self.out.line(f"applied {script.migration.label} ({row.duration_ms} ms)")
 
+    def assessed(self, assessment: Any) -> None:
+        self.out.line("existing database without an agor-db journal: adopting it")
+        for line in assessment.describe():
+            self.out.line(f"  {line}")
+
+    def backed_up(self, path: Path) -> None:
+        self.out.line(f"backup written to {path}")
+
+    def adopted(self, rows: list[Any], repairs: list[str]) -> None:
+        for r in repairs:
+            self.out.line(r)
+        if rows:
+            self.out.line(f"adopted {rows[0].version:04d}..{rows[-1].version:04d} ({len(rows)} migrations)")
+
+    def warn(self, message: str) -> None:
+        self.out.warn(message)
+
 
 def _dry_run(s: Session, url: DatabaseUrl, root: Path, options: Any) -> int:
     from . import core
 
-    plan, migrations = core.inspect(url, root, options)
+    seen = core.inspect(url, root, options)
+    plan = seen.plan
     core.raise_for_problems(plan)
-    scripts = core.parse_pending(migrations, plan)
+    scripts = core.parse_pending(seen.migrations, plan)
     s.out.line(f"dry run against {url.display}: nothing will be changed")
+    if seen.assessment is not None:
+        s.out.line("existing database without an agor-db journal: migrate would adopt it")
+        for line in seen.assessment.describe():
+            s.out.line(f"  {line}")
+        if options.backup:
+            s.out.line("  a backup would be written next to it first")
     if not scripts:
         s.out.line("nothing to migrate")
         return 0
@@ -229,7 +280,8 @@ def status(
         from .source import sql_root
 
         url = s.url(database_url)
-        plan, _ = core.inspect(url, sql_root(sql_dir), core.RunOptions())
+        seen = core.inspect(url, sql_root(sql_dir), core.RunOptions())
+        plan = seen.plan
         if as_json:
             doc = {
                 "dialect": plan.dialect,
@@ -246,12 +298,20 @@ def status(
                 ],
                 "pending": [{"version": m.version, "name": m.name} for m in plan.pending],
                 "problems": [{"kind": p.kind, "version": p.version, "message": p.message} for p in plan.problems],
+                "adoption": seen.assessment.to_json() if seen.assessment else None,
             }
             print(redact(json.dumps(doc, indent=2), s.out.secrets))
         else:
             s.out.line(f"database: {url.display} ({plan.dialect}, from {url.source})")
+            if seen.assessment is not None:
+                s.out.line("no agor-db journal yet: `agor-db migrate` will adopt this database")
+                for line in seen.assessment.describe():
+                    s.out.line(f"  {line}")
             rows = [
-                [f"{a.version:04d}", a.name, a.how, _fmt_ms(a.applied_at), f"{a.duration_ms} ms"] for a in plan.applied
+                [f"{a.version:04d}", a.name, a.how, _fmt_ms(a.applied_at), f"{a.duration_ms} ms"]
+                if a.applied_at
+                else [f"{a.version:04d}", a.name, "to adopt", "", ""]
+                for a in plan.applied
             ]
             rows += [[f"{m.version:04d}", m.name, "pending", "", ""] for m in plan.pending]
             if rows:

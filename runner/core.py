@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .drivers import open_driver
 from .drivers.base import Driver
@@ -17,6 +18,9 @@ from .plan import make_plan
 from .source import dialect_dir, list_migrations, parse
 from .urls import DatabaseUrl
 
+if TYPE_CHECKING:
+    from .adopt import Assessment
+
 DEFAULT_LOCK_TIMEOUT = 60.0
 
 
@@ -25,6 +29,9 @@ class RunOptions:
     target: int | None = None
     allow_out_of_order: bool = False
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+    adopt_as: int | None = None  # operator's decision for a legacy database matching no step
+    repair: bool = True  # rebuild cosmetically different legacy tables into canonical form
+    backup: bool = True  # copy a legacy SQLite file before the first write to it
 
 
 class Reporter:
@@ -39,11 +46,24 @@ class Reporter:
     def applied(self, script: Script, row: AppliedMigration) -> None:
         pass
 
+    def assessed(self, assessment: Assessment) -> None:
+        pass
+
+    def backed_up(self, path: Path) -> None:
+        pass
+
+    def adopted(self, rows: list[AppliedMigration], repairs: list[str]) -> None:
+        pass
+
+    def warn(self, message: str) -> None:
+        pass
+
 
 @dataclass(frozen=True)
 class RunResult:
     plan: Plan
     applied: tuple[AppliedMigration, ...]
+    adopted: tuple[AppliedMigration, ...] = ()
 
 
 def load(url: DatabaseUrl, root: Path) -> list[Migration]:
@@ -85,6 +105,11 @@ def migrate(url: DatabaseUrl, root: Path, options: RunOptions, reporter: Reporte
     driver = open_driver(url, busy_timeout=options.lock_timeout)
     try:
         driver.lock(options.lock_timeout)  # before the journal is created or read
+        adopted: list[AppliedMigration] = []
+        assessment = _assess_legacy(driver, migrations, root, options)
+        if assessment is not None:
+            report.assessed(assessment)
+            adopted = _adopt(driver, assessment, options, report)
         driver.ensure_journal()
         plan = _plan(driver, migrations, options)
         raise_for_problems(plan)
@@ -94,11 +119,41 @@ def migrate(url: DatabaseUrl, root: Path, options: RunOptions, reporter: Reporte
         for script in scripts:
             report.applying(script)
             row = driver.apply(script)
+            for warning in getattr(driver, "warnings", []):
+                report.warn(warning)
+            getattr(driver, "warnings", []).clear()
             done.append(row)
             report.applied(script, row)
-        return RunResult(plan, tuple(done))
+        return RunResult(plan, tuple(done), tuple(adopted))
     finally:
         driver.close()
+
+
+def _assess_legacy(driver: Driver, migrations: list[Migration], root: Path, options: RunOptions) -> Assessment | None:
+    """A SQLite database with tables but no journal was made by someone else: find out what it has."""
+    if driver.dialect != "sqlite" or driver.journal_exists() or not driver.table_names():
+        return None
+    from .adopt import assess
+
+    return assess(getattr(driver, "conn"), migrations, root, adopt_as=options.adopt_as)  # noqa: B009
+
+
+def _adopt(driver: Driver, assessment: Assessment, options: RunOptions, report: Reporter) -> list[AppliedMigration]:
+    from .adopt import backup
+    from .drivers.sqlite import SqliteDriver
+
+    assert isinstance(driver, SqliteDriver) and driver.conn is not None
+    if options.backup:
+        report.backed_up(backup(driver.path, driver.conn))
+    repair = options.repair and bool(assessment.repair)
+    if assessment.repair and not options.repair:
+        report.warn(
+            f"--no-repair: {', '.join(assessment.repair)} keep their non-canonical form; later migrations "
+            "that rebuild them will fix it, others may behave differently than on a canonical database"
+        )
+    rows, repairs = driver.adopt(assessment, repair=repair)
+    report.adopted(rows, repairs)
+    return rows
 
 
 def _plan(driver: Driver, migrations: list[Migration], options: RunOptions) -> Plan:
@@ -111,11 +166,31 @@ def _plan(driver: Driver, migrations: list[Migration], options: RunOptions) -> P
     )
 
 
-def inspect(url: DatabaseUrl, root: Path, options: RunOptions) -> tuple[Plan, list[Migration]]:
-    """The plan as it stands, read without taking the lock or writing anything (status, dry run)."""
+@dataclass(frozen=True)
+class Inspection:
+    plan: Plan
+    migrations: list[Migration]
+    assessment: Assessment | None = None
+
+
+def inspect(url: DatabaseUrl, root: Path, options: RunOptions) -> Inspection:
+    """The plan as it stands, read without taking the lock or writing anything (status, dry run).
+
+    For a legacy database the plan shows the steps adoption would record as already applied."""
     migrations = load(url, root)
     driver = open_driver(url, readonly=True, busy_timeout=options.lock_timeout)
     try:
-        return _plan(driver, migrations, options), migrations
+        assessment = _assess_legacy(driver, migrations, root, options)
+        if assessment is None:
+            return Inspection(_plan(driver, migrations, options), migrations)
+        adopted = [AppliedMigration(0, m.version, m.name, m.checksum, 0, 0, "adopted") for m in assessment.adopt]
+        plan = make_plan(
+            driver.dialect,
+            migrations,
+            adopted,
+            target=options.target,
+            allow_out_of_order=options.allow_out_of_order,
+        )
+        return Inspection(plan, migrations, assessment)
     finally:
         driver.close()

@@ -107,17 +107,21 @@ def test_foreign_key_violation_rolls_back(tmp_path: Path, sql_root: Path) -> Non
 
 def test_wal_file_with_a_live_reader(tmp_path: Path, sql_root: Path) -> None:
     db = tmp_path / "wal.db"
+    write_migrations(
+        sql_root, "sqlite", {"0001_app.sql": "CREATE TABLE app (x INTEGER);\nINSERT INTO app VALUES (1);\n"}
+    )
+    assert run_cli("migrate", "-d", str(db), "--sql-dir", str(sql_root)).code == 0
     conn = apsw.Connection(str(db))
     conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("CREATE TABLE app (x INTEGER); INSERT INTO app VALUES (1)")
     # An open read transaction on another connection, as Agor would hold.
     reader = apsw.Connection(str(db))
     reader.execute("BEGIN")
     assert reader.execute("SELECT count(*) FROM app").fetchone() == (1,)
-    write_migrations(sql_root, "sqlite", {"0001_a.sql": "CREATE TABLE a (id INTEGER);\nINSERT INTO app VALUES (2);\n"})
+    write_migrations(sql_root, "sqlite", {"0002_a.sql": "CREATE TABLE a (id INTEGER);\nINSERT INTO app VALUES (2);\n"})
     r = run_cli("migrate", "-d", str(db), "--sql-dir", str(sql_root))
     assert r.code == 0, r.output
     assert Path(str(db) + "-wal").exists()
+    assert reader.execute("SELECT count(*) FROM app").fetchone() == (1,)  # its snapshot is untouched
     reader.execute("COMMIT")
     assert reader.execute("SELECT count(*) FROM app").fetchone() == (2,)
     assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
@@ -125,8 +129,9 @@ def test_wal_file_with_a_live_reader(tmp_path: Path, sql_root: Path) -> None:
 
 def test_lock_timeout_when_another_run_holds_the_file(tmp_path: Path, sql_root: Path) -> None:
     db = tmp_path / "a.db"
-    write_migrations(sql_root, "sqlite", {"0001_a.sql": "CREATE TABLE a (id INTEGER);\n"})
-    apsw.Connection(str(db)).execute("CREATE TABLE app (x INTEGER)")
+    write_migrations(sql_root, "sqlite", {"0001_app.sql": "CREATE TABLE app (x INTEGER);\n"})
+    assert run_cli("migrate", "-d", str(db), "--sql-dir", str(sql_root)).code == 0
+    write_migrations(sql_root, "sqlite", {"0002_a.sql": "CREATE TABLE a (id INTEGER);\n"})
     fd = os.open(db, os.O_RDONLY)
     fcntl.flock(fd, fcntl.LOCK_EX)
     try:
@@ -135,21 +140,23 @@ def test_lock_timeout_when_another_run_holds_the_file(tmp_path: Path, sql_root: 
         os.close(fd)
     assert r.code == 4
     assert "another agor-db run holds the migration lock" in r.stderr
-    assert "agor_migrations" not in {n for (n,) in apsw.Connection(str(db)).execute("SELECT name FROM sqlite_master")}
+    assert "a" not in {n for (n,) in apsw.Connection(str(db)).execute("SELECT name FROM sqlite_master")}
     assert run_cli("migrate", "-d", str(db), "--sql-dir", str(sql_root)).code == 0
 
 
 def test_busy_writer_gives_a_clear_error(tmp_path: Path, sql_root: Path) -> None:
     db = tmp_path / "a.db"
-    write_migrations(sql_root, "sqlite", {"0001_a.sql": "CREATE TABLE a (id INTEGER);\n"})
+    write_migrations(sql_root, "sqlite", {"0001_app.sql": "CREATE TABLE app (x INTEGER);\n"})
+    assert run_cli("migrate", "-d", str(db), "--sql-dir", str(sql_root)).code == 0
+    write_migrations(sql_root, "sqlite", {"0002_a.sql": "CREATE TABLE a (id INTEGER);\n"})
     writer = apsw.Connection(str(db))
-    writer.execute("CREATE TABLE app (x INTEGER)")
     writer.execute("BEGIN IMMEDIATE")
     r = run_cli("migrate", "-d", str(db), "--sql-dir", str(sql_root), "--lock-timeout", "0.3")
     writer.execute("ROLLBACK")
     assert r.code == 4, r.output
     assert "locked" in r.stderr
-    assert {n for (n,) in writer.execute("SELECT name FROM sqlite_master")} == {"app"}
+    names = {n for (n,) in writer.execute("SELECT name FROM sqlite_master")}
+    assert "a" not in names and "app" in names
 
 
 @pytest.mark.parametrize("case", ["directory", "missing_dir", "not_a_db", "unwritable_dir"])

@@ -17,13 +17,17 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import apsw
 
 from ..errors import AgorDbError, DatabaseError, DatabaseUnavailable, LockTimeout, MigrationFailed
 from ..models import AppliedMigration, How, Script
+
+if TYPE_CHECKING:
+    from ..adopt import Assessment
 from ..urls import DEFAULT_SQLITE_PATH, DatabaseUrl
 from .base import JOURNAL_TABLE, statement_failed
 
@@ -55,6 +59,8 @@ class SqliteDriver:
         self.path: Path = url.path
         self.readonly = readonly
         self._lock_fd: int | None = None
+        self.warnings: list[str] = []
+        self._preexisting: Counter[tuple[str, str]] = Counter()
         self.conn: apsw.Connection | None = None
         self.exists = url.is_memory or self.path.exists()
         if readonly and not self.exists:
@@ -184,6 +190,33 @@ class SqliteDriver:
         )
         return [r[0] for r in rows if r[0] not in INTERNAL_TABLES]
 
+    # -- adopting a drizzle-era database --------------------------------------------------
+
+    def adopt(self, assessment: Assessment, *, repair: bool) -> tuple[list[AppliedMigration], list[str]]:
+        """Create the journal, repair cosmetic differences and record the adopted steps, in one
+        transaction: either all of it happens or none of it."""
+        from ..adopt import perform
+
+        conn = self._c()
+        now = now_ms()
+        rows: list[AppliedMigration] = []
+        try:
+            with self._foreign_keys_off(), self._immediate():
+                conn.execute(JOURNAL_DDL)
+                done = perform(conn, assessment, repair=repair)
+                for m in assessment.adopt:
+                    conn.execute(
+                        f"INSERT INTO {JOURNAL_TABLE} (version, name, checksum, applied_at, duration_ms, how) "
+                        "VALUES (?, ?, ?, ?, 0, 'adopted')",
+                        (m.version, m.name, m.checksum, now),
+                    )
+                    rows.append(
+                        AppliedMigration(conn.last_insert_rowid(), m.version, m.name, m.checksum, now, 0, "adopted")
+                    )
+        except apsw.Error as exc:
+            raise self._write_error(exc, "adopt the database") from None
+        return rows, done
+
     # -- applying --------------------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -225,6 +258,9 @@ class SqliteDriver:
     def apply(self, script: Script, how: How = "applied") -> AppliedMigration:
         conn = self._c()
         started = time.perf_counter()
+        # Violations present before the migration are the data's, not the migration's; count them
+        # only when there are any (the common case costs one empty PRAGMA scan).
+        self._preexisting = Counter((r[0], r[2]) for r in conn.execute("PRAGMA foreign_key_check"))
         with self._foreign_keys_off():
             if not script.transactional:
                 self._run_statements(script, transactional=False)
@@ -258,14 +294,24 @@ class SqliteDriver:
                 raise statement_failed(script, i, st, _apsw_message(exc), transactional=transactional) from None
 
     def _check_foreign_keys(self, script: Script, *, transactional: bool) -> None:
+        """No migration may leave a foreign-key violation that was not there before it ran."""
         rows = self._c().execute("PRAGMA foreign_key_check").fetchall()
         if not rows:
+            return
+        after: Counter[tuple[str, str]] = Counter((str(r[0]), str(r[2])) for r in rows)
+        new = after - self._preexisting
+        if not new:
+            self.warnings.append(
+                f"{script.migration.label}: the database already had {sum(after.values())} foreign-key "
+                "violation(s) (orphaned rows) before this migration; it added none. "
+                "Find them with PRAGMA foreign_key_check."
+            )
             return
         shown = [f"  {table} rowid {rowid} -> {parent} (foreign key #{fk})" for table, rowid, parent, fk in rows[:10]]
         more = f"\n  ... and {len(rows) - 10} more" if len(rows) > 10 else ""
         outcome = "rolled back" if transactional else "NOT rolled back (non-transactional migration), not journaled"
         raise MigrationFailed(
-            f"migration {script.migration.label} leaves {len(rows)} foreign-key violation(s); {outcome}:\n"
+            f"migration {script.migration.label} leaves {sum(new.values())} foreign-key violation(s); {outcome}:\n"
             + "\n".join(shown)
             + more,
             hint="a table rebuild must copy every referenced row; fix the migration",
