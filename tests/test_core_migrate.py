@@ -154,7 +154,10 @@ def test_error_line_points_into_multiline_statement(db: Db) -> None:
         ({"0001_a.sql": "CREATE TABLE a (id INTEGER);\n", "0002_b.sql": "-- only a comment\n"}, "no SQL statements"),
         ({"0001_a.sql": "CREATE TABLE a (id INTEGER);\n", "2_b.sql.sql": "SELECT 1;\n"}, "malformed migration file"),
         ({"0001_a.sql": "CREATE TABLE a (id INTEGER);\n", "notes.sql": "SELECT 1;\n"}, "malformed migration file"),
-        ({"0001_a.sql": "CREATE TABLE a (id INTEGER);\n", "001_b.sql": "SELECT 1;\n"}, "two migrations share version 1"),
+        (
+            {"0001_a.sql": "CREATE TABLE a (id INTEGER);\n", "001_b.sql": "SELECT 1;\n"},
+            "two migrations share version 1",
+        ),
         (
             {"0001_a.sql": "CREATE TABLE a (id INTEGER);\n", "0002_b.sql": "-- depends: 0009_x\nSELECT 1;\n"},
             "unknown migration(s): 0009_x",
