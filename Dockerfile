@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # agor-db image: the migration runner plus the container entrypoint (docker/entrypoint.sh).
 #
 #   docker build -t agor-db .
@@ -23,13 +22,17 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
-# The wheel is bind-mounted from the build stage, so no layer keeps a copy of it.
-RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    pip install /wheels/*.whl \
+# Plain COPY/RUN only (no BuildKit-only flags), so the classic builder, BuildKit, kaniko and podman
+# all build it. Dependencies come as binary wheels (psycopg-binary, apsw): no compiler is needed.
+COPY --from=build /wheels /tmp/wheels
+RUN pip install /tmp/wheels/*.whl \
+    && rm -rf /tmp/wheels \
     && agor-db --version
-COPY --chmod=0755 docker/entrypoint.sh /usr/local/bin/agor-db-entrypoint
+COPY docker/entrypoint.sh /usr/local/bin/agor-db-entrypoint
 # A home directory, because agor-db's default SQLite database is ~/.agor/agor.db.
-RUN useradd --system --uid 10001 --user-group --create-home --home-dir /home/agor --shell /usr/sbin/nologin agor
+RUN chmod 0755 /usr/local/bin/agor-db-entrypoint \
+    && useradd --system --uid 10001 --user-group --create-home --home-dir /home/agor \
+       --shell /usr/sbin/nologin agor
 USER agor
 WORKDIR /home/agor
 ENTRYPOINT ["/usr/local/bin/agor-db-entrypoint"]
