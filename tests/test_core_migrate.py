@@ -320,3 +320,15 @@ def test_new_file_left_empty_is_refused_by_migrate(db: Db) -> None:
     assert run_cli("new", "todo", "--sql-dir", str(db.root)).code == 0
     r = db.run("migrate")
     assert r.code == 2 and "0000_todo.sql contains no SQL statements" in r.stderr
+
+
+def test_fast_noop_path_says_what_the_full_cli_says(db: Db) -> None:
+    db.write({"0001_a.sql": "CREATE TABLE a (id INTEGER);\n"})
+    assert db.run("migrate").code == 0
+    fast = db.run("migrate")
+    full = run_cli("migrate", "-d", db.url, "--sql-dir", str(db.root), env={"AGOR_DB_NO_FASTPATH": "1"})
+    assert (fast.code, fast.stdout) == (full.code, full.stdout)
+    assert fast.stdout.startswith("nothing to migrate:") and "version 0001" in fast.stdout
+    # an edited file is not "nothing to do": the fast path hands over and the full CLI reports drift
+    (db.root / db.dialect / "0001_a.sql").write_text("CREATE TABLE a (id BIGINT);\n")
+    assert db.run("migrate").code == 3

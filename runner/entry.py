@@ -1,0 +1,66 @@
+"""The ``agor-db`` entry point, with a fast path for the container-start case.
+
+``agor-db migrate`` with nothing to do runs on every container start. The full CLI (typer, which pulls
+in pydantic and click) costs more to import than the whole no-op check, so a plain ``migrate`` first
+checks, without taking the lock, whether anything is pending. Journal rows commit together with their
+migrations, so seeing every file applied and unchanged means there is truly nothing to do. In every
+other case (pending work, drift, a legacy database, any error, any option it does not know) the fast
+path steps aside and the full CLI runs as if it had never been here: it has written nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def _noop_migrate(args: list[str]) -> int | None:
+    """Return 0 after printing the no-op message, or None to hand over to the full CLI."""
+    flags = {"-d": "url", "--database-url": "url", "--sql-dir": "sql_dir", "--lock-timeout": "lock"}
+    given: dict[str, str] = {}
+    it = iter(args)
+    for arg in it:
+        name, eq, value = arg.partition("=")
+        if name not in flags or (name == "-d" and eq):
+            return None
+        if not eq:
+            value = next(it, "")
+            if not value or value.startswith("-"):
+                return None
+        given[flags[name]] = value
+    try:
+        from .drivers import open_driver
+        from .plan import make_plan
+        from .source import dialect_dir, list_migrations, sql_root
+        from .urls import resolve_url
+
+        url = resolve_url(given.get("url"))
+        if url.dialect == "sqlite" and (url.is_memory or url.path is None or not url.path.is_file()):
+            return None
+        migrations = list_migrations(dialect_dir(sql_root(given.get("sql_dir")), url.dialect))
+        driver = open_driver(url, readonly=True)
+        try:
+            if not driver.journal_exists():
+                return None
+            applied = driver.read_journal()
+        finally:
+            driver.close()
+        plan = make_plan(url.dialect, migrations, applied)
+        if plan.problems or plan.pending:
+            return None
+    except Exception:
+        return None  # the full CLI reports it properly
+    at = f"{max(a.version for a in plan.applied):04d}" if plan.applied else "none"
+    print(f"nothing to migrate: {url.display} is at version {at}", flush=True)
+    return 0
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    if argv[:1] == ["migrate"] and not os.environ.get("AGOR_DB_NO_FASTPATH"):
+        code = _noop_migrate(argv[1:])
+        if code is not None:
+            sys.exit(code)
+    from .cli import main as cli_main
+
+    cli_main()
