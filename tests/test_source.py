@@ -1,0 +1,79 @@
+"""Reading migration files: yoyo's directives, statement splitting with line numbers, checksums."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agor_db.errors import MigrationFileError
+from agor_db.source import checksum, list_migrations, parse
+
+
+def _one(tmp_path: Path, body: str | bytes, name: str = "0001_x.sql") -> Path:
+    folder = tmp_path / "sqlite"
+    folder.mkdir(exist_ok=True)
+    path = folder / name
+    if isinstance(body, bytes):
+        path.write_bytes(body)
+    else:
+        path.write_text(body)
+    return folder
+
+
+def test_statements_keep_their_first_line_and_bodies(tmp_path: Path) -> None:
+    body = (
+        "-- transactional: false\n-- depends: 0000_base\n-- what it does\n\n"
+        "CREATE FUNCTION f() RETURNS trigger AS $$\nBEGIN\n  NEW.x := 1;\n  RETURN NEW;\nEND;\n$$ LANGUAGE plpgsql;\n"
+        "CREATE TRIGGER tr AFTER INSERT ON a BEGIN UPDATE b SET x = 1; DELETE FROM c; END;\n"
+        "SELECT ';'; SELECT 'it''s';\n"
+    )
+    folder = _one(tmp_path, body)
+    _one(tmp_path, "SELECT 1;\n", "0000_base.sql")
+    migrations = list_migrations(folder)
+    script = parse(migrations[1], {m.id for m in migrations})
+    assert not script.transactional
+    assert script.depends == ("0000_base",)
+    assert [(s.line, s.sql.split()[0]) for s in script.statements] == [
+        (5, "CREATE"),
+        (11, "CREATE"),
+        (12, "SELECT"),
+        (12, "SELECT"),
+    ]
+    assert script.statements[0].sql.endswith("$$ LANGUAGE plpgsql;")
+
+
+def test_rollback_files_and_other_files_are_not_migrations(tmp_path: Path) -> None:
+    folder = _one(tmp_path, "SELECT 1;\n")
+    (folder / "0001_x.rollback.sql").write_text("SELECT 2;\n")
+    (folder / "README.md").write_text("docs")
+    assert [m.label for m in list_migrations(folder)] == ["0001_x.sql"]
+
+
+def test_checksum_ignores_bom_and_crlf_only() -> None:
+    base = checksum(b"SELECT 1;\nSELECT 2;\n")
+    assert checksum(b"\xef\xbb\xbfSELECT 1;\r\nSELECT 2;\r\n") == base
+    assert checksum(b"SELECT 1;\rSELECT 2;\r") != base  # a lone CR is content
+    assert checksum(b"SELECT 1;\nSELECT 2;") != base
+
+
+def test_bom_file_parses_without_the_bom(tmp_path: Path) -> None:
+    folder = _one(tmp_path, b"\xef\xbb\xbfCREATE TABLE a (id INTEGER);\r\n")
+    script = parse(list_migrations(folder)[0])
+    assert script.statements[0].sql == "CREATE TABLE a (id INTEGER);"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("", "contains no SQL statements"),
+        ("-- a\n/* b */\n", "contains no SQL statements"),
+        (b"SELECT '\xff';\n", "is not valid UTF-8 (byte 8, line 1)"),
+        ("-- transactional: sometimes\nSELECT 1;\n", "must be true or false"),
+    ],
+)
+def test_malformed_files(tmp_path: Path, body: str | bytes, message: str) -> None:
+    folder = _one(tmp_path, body)
+    with pytest.raises(MigrationFileError) as err:
+        parse(list_migrations(folder)[0], set())
+    assert message in str(err.value)
