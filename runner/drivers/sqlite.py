@@ -103,14 +103,19 @@ class SqliteDriver:
                 hint="choose a writable location or fix the directory's permissions",
             )
 
-    def _open_error(self, exc: apsw.Error) -> DatabaseUnavailable:
+    def _open_error(self, exc: apsw.Error) -> AgorDbError:
         text = str(exc)
         if isinstance(exc, apsw.NotADBError):
             return DatabaseUnavailable(f"{self.path} is not a SQLite database ({text})")
         if isinstance(exc, apsw.CantOpenError):
             return DatabaseUnavailable(f"cannot open {self.path}: {text}", hint="check the path and permissions")
         if isinstance(exc, apsw.BusyError):
-            return DatabaseUnavailable(f"{self.path} is locked by another process ({text})")
+            # the same situation as a busy BEGIN IMMEDIATE, only at a stronger lock level: same exit code
+            return LockTimeout(
+                f"{self.path} stayed locked by another connection longer than the lock timeout ({text}); "
+                "nothing was changed",
+                hint="stop the process writing to the database, or raise --lock-timeout",
+            )
         return DatabaseUnavailable(f"cannot use {self.path}: {text}")
 
     def close(self) -> None:
@@ -281,7 +286,7 @@ class SqliteDriver:
                     f"{script.migration.label} ({exc}); nothing of it was applied",
                     hint="stop the process writing to the database, or raise --lock-timeout",
                 ) from None
-            except (apsw.FullError, apsw.ReadOnlyError, apsw.IOError, apsw.CantOpenError) as exc:
+            except apsw.Error as exc:
                 raise self._write_error(exc, f"apply {script.migration.label}") from None
 
     def _run_statements(self, script: Script, *, transactional: bool) -> None:
@@ -292,6 +297,19 @@ class SqliteDriver:
                     pass
             except (apsw.SQLError, apsw.ConstraintError, apsw.MismatchError, apsw.RangeError) as exc:
                 raise statement_failed(script, i, st, _apsw_message(exc), transactional=transactional) from None
+            except apsw.Error as exc:
+                if transactional:
+                    raise  # apply() reports it for the whole rolled-back transaction
+                # Outside a transaction the earlier statements stay; say which one stopped and why.
+                failed = statement_failed(
+                    script, i, st, _apsw_message(exc) + _os_reason(self.conn), transactional=False
+                )
+                if isinstance(exc, apsw.BusyError):
+                    raise LockTimeout(
+                        failed.message, hint="stop the process writing to the database, or raise --lock-timeout"
+                    ) from None
+                failed.hint = "free space on its disk (or raise ulimit -f), then run agor-db migrate again"
+                raise failed from None
 
     def _check_foreign_keys(self, script: Script, *, transactional: bool) -> None:
         """No migration may leave a foreign-key violation that was not there before it ran."""
@@ -318,16 +336,29 @@ class SqliteDriver:
         )
 
     def _write_error(self, exc: apsw.Error, doing: str) -> AgorDbError:
+        reason = _os_reason(self.conn)  # EFBIG, ENOSPC, EACCES...: what the OS said, if anything
         if isinstance(exc, apsw.ReadOnlyError):
             return DatabaseError(
                 f"cannot {doing}: {self.path} is read-only ({exc})",
                 hint="make the file and its directory writable for this user",
             )
         if isinstance(exc, apsw.FullError):
-            return DatabaseError(f"cannot {doing}: the disk holding {self.path} is full ({exc}); nothing was kept")
+            return DatabaseError(
+                f"cannot {doing}: the disk holding {self.path} is full ({exc}{reason}); nothing was kept"
+            )
         if isinstance(exc, apsw.BusyError):
             return LockTimeout(f"cannot {doing}: {self.path} is locked by another connection ({exc})")
-        return DatabaseError(f"cannot {doing} in {self.path}: {exc}")
+        if isinstance(exc, apsw.IOError):
+            return DatabaseError(
+                f"cannot {doing} in {self.path}: {exc}{reason}; nothing was kept",
+                hint="check the free space and quota of its disk and the file-size limit (ulimit -f)",
+            )
+        return DatabaseError(f"cannot {doing} in {self.path}: {exc}{reason}")
+
+
+def _os_reason(conn: apsw.Connection | None) -> str:
+    code = conn.system_errno if conn is not None else 0
+    return f": {os.strerror(code)}" if code else ""
 
 
 def _apsw_message(exc: apsw.Error) -> str:
