@@ -163,15 +163,15 @@ def test_unreachable_database_times_out_and_never_starts_the_app(pg_server, tmp_
     url = f"postgresql://{pg_server.role}:{pg_server.password}@/agor?host={tmp_path}"
     marker, command = app
     started = time.monotonic()
-    code, output = _run(_env(url, sql_root, AGOR_WAIT_TIMEOUT="1"), *command)
+    code, output = _run(_env(url, sql_root, AGOR_WAIT_TIMEOUT="0.5"), *command)
     took = time.monotonic() - started
     assert code == 5, output
-    assert "was not ready after 1s" in output
+    assert "was not ready after 0.5s" in output
     assert "agor-db wait failed with exit code 5 (database unavailable)" in output
     assert "the app was not started" in output
     assert "applied" not in output
     assert not marker.exists()
-    assert took < 1 + 4
+    assert took < 0.5 + 4
 
 
 def test_failing_migration_never_starts_the_app(pg_db, pg_admin_of, sql_root, app):
@@ -270,7 +270,7 @@ def test_sigterm_while_waiting_stops_at_once_and_never_starts_the_app(tmp_path, 
 
 # -- several replicas at once --------------------------------------------------------------------
 
-SLOW_PG = {"0001_items.sql": "SELECT pg_sleep(0.5);\nCREATE TABLE items (id INTEGER PRIMARY KEY);\n"}
+SLOW_PG = {"0001_items.sql": "SELECT pg_sleep(0.3);\nCREATE TABLE items (id INTEGER PRIMARY KEY);\n"}
 SLOW_SQLITE = {
     "0001_items.sql": "CREATE TABLE items (id INTEGER PRIMARY KEY);\n"
     + "".join(f"INSERT INTO items VALUES ({i});\n" for i in range(2000))

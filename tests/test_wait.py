@@ -50,36 +50,36 @@ def test_pg_ready_exits_0_at_once(pg_db):
 
 def test_pg_no_server_on_tcp_port_times_out_with_exit_5(pg_server):
     url = f"postgresql://{pg_server.role}:{pg_server.password}@127.0.0.1:{_free_port()}/agor"
-    r, took = _timed("wait", "-d", url, "--timeout", "1", "--interval", "0.2")
+    r, took = _timed("wait", "-d", url, "--timeout", "0.5", "--interval", "0.1")
     assert r.code == 5, r.output
-    assert "was not ready after 1s" in r.stderr
+    assert "was not ready after 0.5s" in r.stderr
     assert "Connection refused" in r.stderr  # the last error is shown
     assert "nothing accepted connections" in r.stderr  # and what it means
     assert "postgresql://agor_test:***@127.0.0.1" in r.stderr
     assert "attempt 1, " in r.stdout  # progress was printed
-    assert 1 <= took < 1 + SLACK
+    assert 0.5 <= took < 0.5 + SLACK
 
 
 def test_pg_socket_dir_without_server_times_out(pg_server, tmp_path):
     empty = tmp_path / "sock"
     empty.mkdir()
     url = f"postgresql://{pg_server.role}:{pg_server.password}@/agor?host={empty}"
-    r, took = _timed("wait", "-d", url, "--timeout", "1", "--interval", "0.2")
+    r, took = _timed("wait", "-d", url, "--timeout", "0.5", "--interval", "0.1")
     assert r.code == 5, r.output
-    assert "was not ready after 1s" in r.stderr
+    assert "was not ready after 0.5s" in r.stderr
     assert str(empty) in r.stderr and "No such file or directory" in r.stderr
-    assert took < 1 + SLACK
+    assert took < 0.5 + SLACK
 
 
 def test_pg_wrong_password_retries_then_names_the_cause(pg_server, pg_db):
     url = pg_server.url(_dbname(pg_db), password=WRONG_PASSWORD)
-    r, took = _timed("wait", "-d", url, "--timeout", "1", "--interval", "0.25")
+    r, took = _timed("wait", "-d", url, "--timeout", "0.5", "--interval", "0.1")
     assert r.code == 5, r.output
     assert "password authentication failed" in r.stderr
     assert "refused the login for the whole wait" in r.stderr and "password is wrong" in r.stderr
     assert "login refused; retrying" in r.stdout
     assert "***" in r.output  # the URL is shown, redacted (run_cli asserts no password leaked)
-    assert took < 1 + SLACK
+    assert took < 0.5 + SLACK
 
 
 def test_pg_missing_database_names_the_cause(pg_server):
@@ -103,7 +103,7 @@ def test_pg_role_created_during_the_wait_becomes_ready(pg_server, pg_db, pg_admi
         env=env,
     )
     try:
-        time.sleep(1.0)
+        time.sleep(0.6)
         assert proc.poll() is None, proc.communicate()
         with pg_admin_of(pg_db) as conn:
             conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
@@ -169,12 +169,12 @@ def test_sqlite_missing_file_in_existing_directory_is_ready_and_not_created(tmp_
 
 def test_sqlite_missing_directory_times_out(tmp_path):
     db = tmp_path / "volume" / "agor.db"
-    r, took = _timed("wait", "-d", f"sqlite://{db}", "--timeout", "1", "--interval", "0.2")
+    r, took = _timed("wait", "-d", f"sqlite://{db}", "--timeout", "0.5", "--interval", "0.1")
     assert r.code == 5, r.output
     assert f"the directory {db.parent} does not exist" in r.stderr
-    assert "was not ready after 1s" in r.stderr
+    assert "was not ready after 0.5s" in r.stderr
     assert not db.parent.exists()
-    assert took < 1 + SLACK
+    assert took < 0.5 + SLACK
 
 
 def test_sqlite_directory_mounted_during_the_wait_becomes_ready(tmp_path):
@@ -187,7 +187,7 @@ def test_sqlite_directory_mounted_during_the_wait_becomes_ready(tmp_path):
         text=True,
         env=env,
     )
-    time.sleep(1.0)
+    time.sleep(0.6)
     db.parent.mkdir()
     out, err = proc.communicate(timeout=15)
     assert proc.returncode == 0, out + err
