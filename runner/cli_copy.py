@@ -1,5 +1,263 @@
-"""Commands registered on the shared typer app (see the module name); heavy imports stay in the command bodies."""
+"""Commands: agor-db copy (issue 6). Registered on the shared typer app; heavy imports stay inside the command bodies."""
 
 from __future__ import annotations
 
-from .cli import app  # noqa: F401
+import json
+import os
+import time
+from typing import Annotated, Any
+
+import typer
+
+from .cli import EXIT_CODES, LockTimeoutOpt, Session, SqlDirOpt, app, run
+from .urls import parse_url, redact
+
+COPY_EXIT_CODES = EXIT_CODES.rstrip() + "\n  130 interrupted (Ctrl-C): the copy was rolled back\n"
+
+
+def _source_url(flag: str | None) -> Any:
+    if flag:
+        return parse_url(flag, "--from")
+    path = os.environ.get("AGOR_DB_PATH")
+    if path:
+        return parse_url(path, "AGOR_DB_PATH")
+    return parse_url("~/.agor/agor.db", "default")
+
+
+def _target_url(flag: str | None) -> Any:
+    from .errors import UsageError
+
+    if flag:
+        return parse_url(flag, "--to")
+    for name in ("AGOR_DATABASE_URL", "DATABASE_URL"):
+        value = os.environ.get(name)
+        if value:
+            return parse_url(value, name)
+    raise UsageError("no target database: give --to postgresql://user:pass@host:5432/db (or set AGOR_DATABASE_URL)")
+
+
+@app.command(epilog=COPY_EXIT_CODES)
+def copy(
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="The SQLite database to read. Default: $AGOR_DB_PATH, else ~/.agor/agor.db.",
+            show_default=False,
+        ),
+    ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--to",
+            help="The PostgreSQL database to fill. Default: $AGOR_DATABASE_URL, $DATABASE_URL.",
+            show_default=False,
+        ),
+    ] = None,
+    check: Annotated[bool, typer.Option("--check", help="Only scan the source and report; write nothing.")] = False,
+    truncate: Annotated[
+        bool, typer.Option("--truncate", help="Empty the target's tables first (inside the copy's transaction).")
+    ] = False,
+    orphans: Annotated[
+        str, typer.Option("--orphans", help="Foreign keys without a parent row: fail, null (set NULL) or drop the row.")
+    ] = "fail",
+    nul: Annotated[str, typer.Option("--nul", help="NUL characters in text and JSON: fail or strip.")] = "fail",
+    invalid_json: Annotated[
+        str, typer.Option("--invalid-json", help="JSON that does not parse: fail, null or drop the row.")
+    ] = "fail",
+    invalid_utf8: Annotated[
+        str, typer.Option("--invalid-utf8", help="Text that is not UTF-8: fail or replace (with U+FFFD).")
+    ] = "fail",
+    duplicates: Annotated[
+        str,
+        typer.Option("--duplicates", help="Rows repeating a key PostgreSQL enforces: fail or drop (keep the newest)."),
+    ] = "fail",
+    as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")] = False,
+    sql_dir: SqlDirOpt = None,
+    lock_timeout: LockTimeoutOpt = 60.0,
+) -> None:
+    """Copy an Agor SQLite database into PostgreSQL: type-exact, verified, all or nothing.
+
+    The target is first migrated to the newest version; the copy then runs in ONE transaction and
+    checks row counts and checksums before it commits. Bad data is reported in full before anything
+    is kept; the policy options change it instead, and every changed row is listed.
+
+    \b
+    Examples:
+      agor-db copy --to postgresql://agor:pw@localhost:5432/agor       # ~/.agor/agor.db -> PostgreSQL
+      agor-db copy --from ./agor.db --to $DATABASE_URL --check          # scan only
+      agor-db copy --to $DATABASE_URL --orphans=null --nul=strip        # repair while copying
+    """
+
+    def body(s: Session) -> int:
+        from .copier import CopyOptions
+        from .copier import copy as do_copy
+        from .copy_convert import Policies
+        from .errors import UsageError
+        from .source import sql_root
+
+        def choice(flag: str, value: str, allowed: tuple[str, ...]) -> Any:
+            if value not in allowed:
+                raise UsageError(f"{flag}={value!r}: expected one of {', '.join(allowed)}")
+            return value
+
+        policies = Policies(
+            orphans=choice("--orphans", orphans, ("fail", "null", "drop")),
+            nul=choice("--nul", nul, ("fail", "strip")),
+            invalid_json=choice("--invalid-json", invalid_json, ("fail", "null", "drop")),
+            invalid_utf8=choice("--invalid-utf8", invalid_utf8, ("fail", "replace")),
+            duplicates=choice("--duplicates", duplicates, ("fail", "drop")),
+        )
+        src = _source_url(source)
+        dst = _target_url(target)
+        s.out.add_secrets(src.secrets + dst.secrets)
+        progress = _Progress(s, quiet=as_json)
+        options = CopyOptions(check=check, truncate=truncate, policies=policies, lock_timeout=lock_timeout)
+        try:
+            result = do_copy(src, dst, sql_root(sql_dir), options, progress)
+        finally:
+            progress.stop()
+        return _render(s, result, as_json)
+
+    run(body)
+
+
+def _render(s: Session, result: Any, as_json: bool) -> int:
+    report = result.report
+    if as_json:
+        doc = {
+            "source": result.source,
+            "target": result.target,
+            "check": result.check_only,
+            "ok": report.ok,
+            "already_copied": result.already,
+            "seconds": round(result.seconds, 3),
+            "phases": {k: round(v, 3) for k, v in result.phases.items()},
+            "source_checksum": result.source_checksum,
+            "tables": [
+                {
+                    "name": t.name,
+                    "source_rows": t.source_rows,
+                    "copied_rows": t.copied_rows,
+                    "dropped_rows": t.dropped_rows,
+                    "seconds": round(t.seconds, 3),
+                    "checksum": t.source_digest.as_dict() if t.source_digest else None,
+                    "verified": t.target_digest is not None and t.target_digest == t.source_digest,
+                }
+                for t in result.tables
+            ],
+            **report.as_dict(),
+        }
+        print(redact(json.dumps(doc, indent=2, default=str), s.out.secrets))
+        return 0 if report.ok else 1
+    if result.already is not None:
+        a = result.already
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(a["finished_at"] / 1000))
+        total = sum(a["rows"].values())
+        s.out.line(
+            f"nothing to do: {result.target} already holds the copy of {a['source']} made at {when} "
+            f"({total} rows, checksum {a['source_checksum'][:16]}); use --truncate to copy again"
+        )
+        return 0
+    for line in report.change_lines():
+        s.out.line(line)
+    if result.check_only:
+        if report.ok:
+            rows = sum(t.source_rows for t in result.tables)
+            s.out.line(
+                f"check passed: {rows} rows in {len(result.tables)} tables can be copied"
+                + (f"; the policies would change {report.change_count} row(s)" if report.change_count else "")
+            )
+            return 0
+        err = report.error()
+        s.out.error(str(err))
+        return int(err.exit_code)
+    rows = [
+        [
+            t.name,
+            str(t.source_rows),
+            str(t.copied_rows),
+            str(t.dropped_rows),
+            f"{t.seconds:.2f}",
+            f"{t.copied_rows / t.seconds:,.0f}" if t.seconds > 0 else "-",
+            "ok" if t.target_digest == t.source_digest else "-",
+        ]
+        for t in result.tables
+    ]
+    s.out.table("copied", ["table", "source rows", "copied", "dropped", "seconds", "rows/s", "verified"], rows)
+    s.out.line(
+        f"copied {result.rows} rows from {result.source} to {result.target} in {result.seconds:.1f} s; "
+        f"row counts and checksums verified; source checksum {result.source_checksum[:16]}"
+    )
+    return 0
+
+
+class _Progress:
+    """Rich progress bars on a terminal, a plain line every few seconds otherwise."""
+
+    def __init__(self, s: Session, quiet: bool) -> None:
+        self.s = s
+        self.quiet = quiet
+        self.rich = s.out.rich and not quiet
+        self._bars: Any = None
+        self._tasks: dict[str, Any] = {}
+        self._last = 0.0
+        self._totals: dict[str, int] = {}
+        self._started: dict[str, float] = {}
+
+    def phase(self, text: str) -> None:
+        if not self.quiet:
+            if self._bars is not None:
+                self._bars.console.print(text)
+            else:
+                self.s.out.line(text)
+
+    def table_start(self, table: str, total: int) -> None:
+        self._totals[table] = total
+        self._started[table] = time.perf_counter()
+        if self.quiet:
+            return
+        if self.rich:
+            if self._bars is None:
+                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+                self._bars = Progress(
+                    TextColumn("{task.description:<22}"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TextColumn("{task.fields[rate]:>12}"),
+                    TimeRemainingColumn(),
+                    console=self.s.out.console,
+                )
+                self._bars.start()
+            self._tasks[table] = self._bars.add_task(table, total=total, rate="")
+        elif total >= 50_000:
+            print(f"copying {table}: {total} rows", flush=True)
+
+    def table_rows(self, table: str, done: int) -> None:
+        if self.quiet:
+            return
+        elapsed = time.perf_counter() - self._started.get(table, time.perf_counter())
+        rate = done / elapsed if elapsed > 0 else 0.0
+        if self.rich and table in self._tasks:
+            self._bars.update(self._tasks[table], completed=done, rate=f"{rate:,.0f} rows/s")
+            return
+        now = time.monotonic()
+        if now - self._last >= 5:
+            self._last = now
+            total = self._totals.get(table, 0)
+            eta = (total - done) / rate if rate > 0 else 0
+            print(f"  {table}: {done}/{total} rows, {rate:,.0f} rows/s, ETA {eta:.0f} s", flush=True)
+
+    def table_done(self, table: str, rows: int, seconds: float) -> None:
+        if self.quiet:
+            return
+        if self.rich and table in self._tasks:
+            self._bars.update(
+                self._tasks[table], completed=rows, rate=f"{rows / seconds if seconds else 0:,.0f} rows/s"
+            )
+
+    def stop(self) -> None:
+        if self._bars is not None:
+            self._bars.stop()
+            self._bars = None

@@ -1,0 +1,668 @@
+"""`agor-db copy`: move an Agor SQLite database into PostgreSQL in one verified transaction.
+
+Flow: check the source is at the newest sql/sqlite version -> migrate the target to the newest
+sql/postgres version -> take the migration lock -> one read transaction on the source (a consistent
+snapshot even while Agor writes in WAL mode) and one transaction on the target -> per table, in FK
+order, one streaming pass that scans, converts, hashes and COPYs -> rebuild the indexes and foreign
+keys that were dropped for the load -> set sequences -> compare checksums -> record the run -> COMMIT.
+
+Any problem found in the pass stops the writing but not the scanning, so the report lists them all;
+then everything is rolled back. Foreign keys and secondary indexes are dropped inside the
+transaction and re-created from their own definitions (DDL is transactional in PostgreSQL): the load
+order then never matters (self-references, cycles), the server validates each FK with one join
+instead of a trigger per row, and builds each index once instead of row by row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .copy_convert import Bytes, Converter, Issue, Policies, converter_for, shorten
+from .copy_scan import Report, duplicate_sql, key_text, orphan_sql, unique_keys_to_check
+from .copy_schema import RUNS_TABLE, Pair, Table, match, quote, read_source, read_target
+from .copy_verify import Digest, RowHasher, server_digest
+from .errors import AgorDbError, DatabaseError, DatabaseUnavailable, ExitCode, UsageError
+from .plan import make_plan
+from .urls import DatabaseUrl, redact
+
+PROGRESS_EVERY = 2000
+ROWID_MIN = -(2**63)
+
+RUNS_DDL = f"""
+CREATE TABLE IF NOT EXISTS {RUNS_TABLE} (
+    id BIGSERIAL PRIMARY KEY,
+    source TEXT NOT NULL,
+    source_checksum TEXT NOT NULL,
+    row_counts JSONB NOT NULL,
+    policies JSONB NOT NULL,
+    changed_rows BIGINT NOT NULL,
+    started_at BIGINT NOT NULL,
+    finished_at BIGINT NOT NULL,
+    agor_db_version TEXT NOT NULL
+)
+"""
+
+
+class SourceNotReady(AgorDbError):
+    """The source is not at the newest sql/sqlite version (or was never adopted)."""
+
+
+class TargetNotEmpty(AgorDbError):
+    pass
+
+
+class VerificationFailed(AgorDbError):
+    pass
+
+
+class CopyInterrupted(AgorDbError):
+    exit_code = ExitCode.INTERRUPTED
+
+
+@dataclass(frozen=True)
+class CopyOptions:
+    check: bool = False
+    truncate: bool = False
+    policies: Policies = field(default_factory=Policies)
+    lock_timeout: float = 60.0
+
+
+class Progress:
+    """What the copier tells the outside world while it works; the CLI overrides these."""
+
+    def phase(self, text: str) -> None:
+        pass
+
+    def table_start(self, table: str, total: int) -> None:
+        pass
+
+    def table_rows(self, table: str, done: int) -> None:
+        pass
+
+    def table_done(self, table: str, rows: int, seconds: float) -> None:
+        pass
+
+
+@dataclass
+class TableResult:
+    name: str
+    source_rows: int = 0
+    copied_rows: int = 0
+    dropped_rows: int = 0
+    seconds: float = 0.0
+    bytes: int = 0
+    source_digest: Digest | None = None
+    target_digest: Digest | None = None
+
+
+@dataclass
+class CopyResult:
+    source: str
+    target: str
+    check_only: bool
+    report: Report
+    tables: list[TableResult] = field(default_factory=list)
+    already: dict[str, Any] | None = None  # the earlier run when there was nothing to do
+    source_checksum: str = ""
+    seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> int:
+        return sum(t.copied_rows for t in self.tables)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+# -- the source ------------------------------------------------------------------------------
+
+
+def check_source(url: DatabaseUrl, root: Path) -> int:
+    """The newest sql/sqlite version, after making sure the source's journal is at it."""
+    from . import core
+
+    if url.dialect != "sqlite":
+        raise UsageError(f"--from must be a SQLite database, got {url.display}")
+    assert url.path is not None
+    if url.is_memory or not url.path.is_file():
+        raise DatabaseUnavailable(f"the source {url.display} does not exist", hint="check --from (or AGOR_DB_PATH)")
+    inspection = core.inspect(url, root, core.RunOptions())
+    plan, migrations = inspection.plan, inspection.migrations
+    newest = max((m.version for m in migrations), default=0)
+    migrate_cmd = f"agor-db migrate --database-url {url.path}"
+    if inspection.assessment is not None:
+        raise SourceNotReady(
+            f"the source {url.display} has Agor tables but no agor-db journal: it was created by "
+            "Agor's old (drizzle) migrator and has not been adopted yet",
+            hint=f"run `{migrate_cmd}` first: it adopts the file (writing agor-db's journal into it, "
+            "after taking a backup copy beside it) and brings it to the newest version; then copy again",
+        )
+    if not plan.applied:
+        raise SourceNotReady(f"the source {url.display} has no agor-db journal and no tables: there is nothing to copy")
+    if plan.problems:
+        lines = "; ".join(p.message for p in plan.problems)
+        raise SourceNotReady(
+            f"the source's journal and the sql/sqlite files disagree: {lines}",
+            hint=f"run `agor-db status --database-url {url.path}` to see why",
+        )
+    if plan.pending:
+        at = max(a.version for a in plan.applied)
+        raise SourceNotReady(
+            f"the source {url.display} is at version {at:04d} but the newest sql/sqlite version is "
+            f"{newest:04d}; copy reads only databases at the newest version",
+            hint=f"run `{migrate_cmd}` first (it changes the source; Agor should be stopped, "
+            "and keep a copy of the file)",
+        )
+    return newest
+
+
+def open_snapshot(url: DatabaseUrl, newest: int) -> Any:
+    """A read-only connection inside one read transaction: every later read sees one snapshot."""
+    import apsw
+
+    assert url.path is not None
+    try:
+        conn = apsw.Connection(str(url.path), flags=apsw.SQLITE_OPEN_READONLY)
+        conn.setbusytimeout(5000)
+        conn.execute("BEGIN")
+        row = conn.execute("SELECT max(version) FROM agor_migrations").fetchone()
+    except apsw.Error as exc:
+        raise DatabaseUnavailable(f"cannot read the source {url.display}: {exc}") from None
+    if row is None or row[0] != newest:
+        conn.close()
+        raise SourceNotReady(f"the source {url.display} changed version while copy was starting; run copy again")
+    return conn
+
+
+def source_checksum(tables: list[TableResult]) -> str:
+    h = hashlib.sha256()
+    for t in sorted(tables, key=lambda t: t.name):
+        d = t.source_digest
+        h.update(f"{t.name}\x00{d.rows if d else 0}\x00{d.total if d else 0}\n".encode())
+    return h.hexdigest()
+
+
+# -- the target ------------------------------------------------------------------------------
+
+
+def _pg_error(url: DatabaseUrl, exc: Exception, doing: str) -> AgorDbError:
+    import psycopg
+
+    text = redact(" ".join(str(exc).split()), url.secrets)
+    if isinstance(exc, psycopg.OperationalError):
+        return DatabaseUnavailable(
+            f"the connection to {url.display} was lost while {doing}: {text}",
+            hint="PostgreSQL rolled the copy back; the target is unchanged",
+        )
+    return DatabaseError(f"PostgreSQL refused while {doing}: {text}; the copy was rolled back, the target is unchanged")
+
+
+def _checked_target(conn: Any, url: DatabaseUrl, root: Path) -> dict[str, Table]:
+    """For --check: the target's tables as the newest migrations make them, without changing it."""
+    from . import core
+    from .drivers.postgres import PostgresDriver
+    from .source import dialect_dir, list_migrations, parse
+
+    migrations = list_migrations(dialect_dir(root, "postgres"))
+    driver = PostgresDriver.__new__(PostgresDriver)
+    driver.conn, driver.url, driver._locked = conn, url, False  # read the journal on our connection
+    applied = driver.read_journal()
+    plan = make_plan("postgres", migrations, applied)
+    core.raise_for_problems(plan)
+    conn.execute("BEGIN")
+    try:
+        known = {m.id for m in migrations}
+        for m in plan.to_apply:  # applied here, read, then rolled back: --check never changes the target
+            for st in parse(m, known).statements:
+                conn.execute(st.sql.encode("utf-8"), prepare=False)
+        return read_target(conn)
+    finally:
+        conn.execute("ROLLBACK")
+
+
+# -- copy ------------------------------------------------------------------------------------
+
+
+class Copier:
+    def __init__(self, src: DatabaseUrl, dst: DatabaseUrl, root: Path, options: CopyOptions, progress: Progress):
+        self.src, self.dst, self.root, self.options, self.progress = src, dst, root, options, progress
+        self.report = Report()
+        self.result = CopyResult(src.display, dst.display, options.check, self.report)
+        # For each parent table: referenced column tuple -> keys of rows a policy dropped.
+        self.dropped: dict[str, dict[tuple[str, ...], set[tuple[Any, ...]]]] = {}
+        self.writing = not options.check
+        self.drop_count = 0
+
+    def run(self) -> CopyResult:
+        from . import core
+        from .drivers.postgres import PostgresDriver, connect
+
+        started = time.perf_counter()
+        if self.dst.dialect != "postgres":
+            raise UsageError(f"--to must be a PostgreSQL URL, got {self.dst.display}")
+        newest = check_source(self.src, self.root)
+        if self.options.check:
+            conn = connect(self.dst)
+            driver: Any = None
+            try:
+                target = _checked_target(conn, self.dst, self.root)
+            except AgorDbError:
+                conn.close()
+                raise
+        else:
+            self.progress.phase("migrating the target to the newest sql/postgres version")
+            core.migrate(self.dst, self.root, core.RunOptions(lock_timeout=self.options.lock_timeout))
+            driver = PostgresDriver(self.dst)
+            conn = driver.conn
+            try:
+                driver.lock(self.options.lock_timeout)
+                migrations = core.load(self.dst, self.root)
+                plan = make_plan("postgres", migrations, driver.read_journal())
+                if plan.pending or plan.problems:
+                    raise AgorDbError("the target changed version while copy was starting; run copy again")
+                target = read_target(conn)
+            except AgorDbError:
+                driver.close()
+                raise
+        self.result.phases["prepare"] = time.perf_counter() - started
+        src = open_snapshot(self.src, newest)
+        try:
+            pairs = match(target, read_source(src))
+            for p in pairs:
+                for c in p.columns:
+                    converter_for(c, p.target.name)  # unsupported types stop here, before any work
+            if self.options.check:
+                self._pass(src, None, pairs)
+            else:
+                self._copy(src, conn, pairs)
+        except KeyboardInterrupt:
+            raise CopyInterrupted("interrupted: the copy was rolled back, the target is unchanged") from None
+        finally:
+            src.close()
+            if driver is not None:
+                driver.close()
+            else:
+                conn.close()
+        self.result.seconds = time.perf_counter() - started
+        return self.result
+
+    # -- target state ---------------------------------------------------------------------------
+
+    def _earlier_runs(self, conn: Any) -> list[dict[str, Any]]:
+        exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (RUNS_TABLE,)).fetchone()[0]
+        if not exists:
+            return []
+        rows = conn.execute(
+            f"SELECT source, source_checksum, row_counts, started_at, finished_at FROM {RUNS_TABLE} ORDER BY id"
+        ).fetchall()
+        return [
+            {"source": r[0], "source_checksum": r[1], "rows": r[2], "started_at": r[3], "finished_at": r[4]}
+            for r in rows
+        ]
+
+    def _refuse_non_empty(self, conn: Any, src: Any, pairs: list[Pair]) -> bool:
+        """True when the target already holds this very copy (nothing to do); raises when it holds other data."""
+        filled = {
+            p.target.name: int(conn.execute(f"SELECT count(*) FROM {quote(p.target.name)}").fetchone()[0])
+            for p in pairs
+        }
+        filled = {t: n for t, n in filled.items() if n}
+        if not filled or self.options.truncate:
+            return False
+        runs = self._earlier_runs(conn)
+        last = runs[-1] if runs else None
+        if last is not None:
+            counts = {
+                p.target.name: int(src.execute(f"SELECT count(*) FROM {quote(p.source.name)}").fetchone()[0])
+                for p in pairs
+                if p.source is not None
+            }
+            same_counts = {t: n for t, n in counts.items() if n} == {t: n for t, n in last["rows"].items() if n}
+            if last["source"] == self.src.display and same_counts and filled == {t: n for t, n in counts.items() if n}:
+                self.result.already = last
+                return True
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last["finished_at"] / 1000))
+            earlier = f"; it holds the copy of {last['source']} made at {when}"
+        else:
+            earlier = ""
+        listing = ", ".join(f"{t} ({n} rows)" for t, n in sorted(filled.items()))
+        raise TargetNotEmpty(
+            f"the target {self.dst.display} is not empty{earlier}: {listing}; nothing was written",
+            hint="copy into an empty database, or add --truncate to empty these tables inside the copy's "
+            "transaction first (the old rows are kept if anything fails)",
+        )
+
+    # -- the pass --------------------------------------------------------------------------------
+
+    def _copy(self, src: Any, conn: Any, pairs: list[Pair]) -> None:
+        import psycopg
+
+        from . import __version__
+
+        started_ms = now_ms()
+        doing = "starting the copy"
+        try:
+            with conn.transaction():
+                if self._refuse_non_empty(conn, src, pairs):
+                    return
+                names = [p.target.name for p in pairs]
+                if self.options.truncate and names:
+                    doing = "emptying the target tables"
+                    conn.execute("TRUNCATE " + ", ".join(quote(n) for n in names))
+                conn.execute(RUNS_DDL)
+                doing = "dropping indexes and foreign keys for the load"
+                fks = [fk for p in pairs for fk in p.target.foreign_keys]
+                indexes = [ix for p in pairs for ix in p.target.indexes]
+                for fk in fks:
+                    conn.execute(f"ALTER TABLE {quote(fk.table)} DROP CONSTRAINT {quote(fk.name)}")
+                for ix in indexes:
+                    conn.execute(f"DROP INDEX {quote(ix.name)}")
+                doing = "copying rows"
+                self._pass(src, conn, pairs)
+                if not self.report.ok:
+                    raise self.report.error()
+                t0 = time.perf_counter()
+                self.progress.phase(f"rebuilding {len(indexes)} index(es) and {len(fks)} foreign key(s)")
+                for ix in indexes:
+                    doing = f"re-creating index {ix.name}"
+                    conn.execute(ix.definition)
+                for fk in fks:
+                    doing = f"re-adding foreign key {fk.name} on {fk.table}"
+                    conn.execute(f"ALTER TABLE {quote(fk.table)} ADD CONSTRAINT {quote(fk.name)} {fk.definition}")
+                for p in pairs:
+                    for seq in p.target.sequences:
+                        doing = f"setting sequence {seq.sequence}"
+                        conn.execute(
+                            f"SELECT setval(%s, coalesce(max({quote(seq.column)}), 0) + 1, false) "
+                            f"FROM {quote(p.target.name)}",
+                            (seq.sequence,),
+                        )
+                self.result.phases["rebuild"] = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                self.progress.phase("verifying row counts and checksums")
+                for p, tr in zip(pairs, self.result.tables, strict=True):
+                    doing = f"verifying {p.target.name}"
+                    tr.target_digest = server_digest(conn, p.target.name, self._converters(p))
+                    if tr.target_digest != tr.source_digest:
+                        s, t = tr.source_digest, tr.target_digest
+                        raise VerificationFailed(
+                            f"verification failed for table {p.target.name}: the source side has "
+                            f"{s.rows if s else 0} rows (checksum {s.total if s else 0}), the target "
+                            f"{t.rows} rows (checksum {t.total}); the copy was rolled back, the target is unchanged",
+                            hint="this is a bug in agor-db copy; please report it with AGOR_DB_DEBUG=1 output",
+                        )
+                self.result.phases["verify"] = time.perf_counter() - t0
+                self.result.source_checksum = source_checksum(self.result.tables)
+                conn.execute(
+                    f"INSERT INTO {RUNS_TABLE} (source, source_checksum, row_counts, policies, changed_rows, "
+                    "started_at, finished_at, agor_db_version) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                    (
+                        self.src.display,
+                        self.result.source_checksum,
+                        json.dumps({t.name: t.copied_rows for t in self.result.tables}),
+                        json.dumps(self.options.policies.as_dict()),
+                        self.report.change_count,
+                        started_ms,
+                        now_ms(),
+                        __version__,
+                    ),
+                )
+                doing = "committing"
+        except psycopg.Error as exc:
+            raise _pg_error(self.dst, exc, doing) from None
+
+    def _converters(self, pair: Pair) -> tuple[Converter, ...]:
+        return tuple(converter_for(c, pair.target.name) for c in pair.columns)
+
+    def _pass(self, src: Any, conn: Any, pairs: list[Pair]) -> None:
+        t0 = time.perf_counter()
+        for p in pairs:
+            for fk in p.target.foreign_keys:
+                self.dropped.setdefault(fk.ref_table, {}).setdefault(fk.ref_columns, set())
+        drop_rowids = self._duplicates(src, pairs)
+        for pair in pairs:
+            result = TableResult(pair.target.name)
+            self.result.tables.append(result)
+            if pair.source is None:
+                result.source_digest = Digest(0, 0)
+                continue
+            self._table(src, conn, pair, result, drop_rowids.get(pair.target.name, set()))
+        self.result.phases["copy" if conn is not None else "scan"] = time.perf_counter() - t0
+
+    def _duplicates(self, src: Any, pairs: list[Pair]) -> dict[str, set[int]]:
+        """Rows that repeat a key the target enforces but SQLite did not (all but the newest of each set)."""
+        drop: dict[str, set[int]] = {}
+        for pair in pairs:
+            if pair.source is None:
+                continue
+            for key in unique_keys_to_check(pair):
+                sql = duplicate_sql(pair.source, key)
+                if sql is None:
+                    continue
+                for row in src.execute(sql):
+                    text = key_text(key.columns, row[1:])
+                    if self.options.policies.duplicates == "drop":
+                        drop.setdefault(pair.target.name, set()).add(row[0])
+                        self.report.change(
+                            pair.target.name,
+                            f"rowid={row[0]}",
+                            ",".join(key.columns),
+                            f"row dropped: duplicate of a newer row on {key.name} ({text})",
+                        )
+                    else:
+                        self.report.problem(
+                            pair.target.name,
+                            f"rowid={row[0]}",
+                            Issue(
+                                "duplicate",
+                                ",".join(key.columns),
+                                text,
+                                f"a newer row has the same {key.name} key; SQLite did not enforce it",
+                            ),
+                        )
+        return drop
+
+    def _table(self, src: Any, conn: Any, pair: Pair, result: TableResult, drop_rowids: set[int]) -> None:
+        table, source = pair.target, pair.source
+        assert source is not None
+        convs = self._converters(pair)
+        names = [c.name for c in pair.columns]
+        index = {n: i for i, n in enumerate(names)}
+        pk = table.primary_key if table.primary_key and all(c in index for c in table.primary_key) else ()
+        pk_idx = [index[c] for c in pk]
+        fks = [fk for fk in table.foreign_keys if all(c in index for c in fk.columns)]
+        orphan_tests = [orphan_sql(table, fk.columns, fk.ref_table, fk.ref_columns) for fk in fks]
+        flag = " OR ".join([c.attention_sql() for c in convs] + orphan_tests) or "0"
+        cols = ", ".join(quote(n) for n in names)
+        order = "rowid" if source.has_rowid else ", ".join(quote(c) for c in pk) or "rowid"
+        rowid = "rowid" if source.has_rowid else "0"
+        query = (
+            f"SELECT {rowid}, {cols}, ({flag}) FROM {quote(source.name)} "
+            + ("WHERE rowid > ? " if source.has_rowid else "")
+            + f"ORDER BY {order}"
+        )
+        # Parents a policy dropped rows from: children pointing at them are orphans too (live sets).
+        lost = [
+            (fk, self.dropped[fk.ref_table][fk.ref_columns])
+            for fk in fks
+            if fk.ref_columns in self.dropped.get(fk.ref_table, {})
+        ]
+        hasher = RowHasher(convs)
+        total = int(src.execute(f"SELECT count(*) FROM {quote(source.name)}").fetchone()[0])
+        self.progress.table_start(table.name, total)
+        started = time.perf_counter()
+        writing = self.writing and conn is not None
+        copy_cm: Any = None
+        copy: Any = None
+        if writing:
+            copy_cm = conn.cursor().copy(f"COPY {quote(table.name)} ({cols}) FROM STDIN")
+            copy = copy_cm.__enter__()
+        policies = self.options.policies
+        seen = 0
+        copied = 0
+        last = ROWID_MIN
+        try:
+            params: tuple[Any, ...] = (last,) if source.has_rowid else ()
+            while True:
+                rows: Iterator[Any] = iter(src.execute(query, params))
+                try:
+                    for row in rows:
+                        seen += 1
+                        last = row[0]
+                        values = row[1:-1]
+                        if row[-1] or (lost and self.drop_count) or last in drop_rowids:
+                            values = self._slow(src, pair, convs, fks, pk, pk_idx, row, policies, drop_rowids)
+                            if values is None:
+                                result.dropped_rows += 1
+                                continue
+                        if self.writing and self.report.ok:
+                            hasher.add(values)
+                            if copy is not None:
+                                copy.write_row(values)
+                            copied += 1
+                        if seen % PROGRESS_EVERY == 0:
+                            self.progress.table_rows(table.name, seen)
+                    break
+                except UnicodeDecodeError:
+                    if not source.has_rowid:
+                        raise AgorDbError(
+                            f"{table.name} holds text that is not valid UTF-8 (a WITHOUT ROWID table, "
+                            "which copy cannot step past)"
+                        ) from None
+                    raw = self._raw_row(src, source.name, names, flag, last)
+                    seen += 1
+                    last = raw[0]
+                    values = self._slow(src, pair, convs, fks, pk, pk_idx, raw, policies, drop_rowids)
+                    if values is None:
+                        result.dropped_rows += 1
+                    elif self.writing and self.report.ok:
+                        hasher.add(values)
+                        if copy is not None:
+                            copy.write_row(values)
+                        copied += 1
+                    params = (last,)
+        except BaseException as exc:
+            if copy_cm is not None:
+                copy_cm.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        if copy_cm is not None:
+            copy_cm.__exit__(None, None, None)
+        if not self.report.ok:
+            self.writing = False
+        result.source_rows = seen
+        result.copied_rows = copied
+        result.seconds = time.perf_counter() - started
+        result.source_digest = hasher.digest()
+        self.progress.table_done(table.name, seen, result.seconds)
+
+    def _raw_row(self, src: Any, table: str, names: list[str], flag: str, last: int) -> tuple[Any, ...]:
+        """The row apsw could not decode, with its text read as bytes."""
+        exprs = ", ".join(
+            f"CASE WHEN typeof({quote(n)}) = 'text' THEN CAST({quote(n)} AS BLOB) ELSE {quote(n)} END, "
+            f"typeof({quote(n)}) = 'text'"
+            for n in names
+        )
+        row = src.execute(
+            f"SELECT rowid, {exprs}, ({flag}) FROM {quote(table)} WHERE rowid > ? ORDER BY rowid LIMIT 1", (last,)
+        ).fetchone()
+        values: list[Any] = [row[0]]
+        for i in range(len(names)):
+            value, was_text = row[1 + 2 * i], row[2 + 2 * i]
+            if was_text:
+                try:
+                    value = bytes(value).decode("utf-8")
+                except UnicodeDecodeError:
+                    value = Bytes(bytes(value))
+            values.append(value)
+        values.append(1)
+        return tuple(values)
+
+    def _slow(
+        self,
+        src: Any,
+        pair: Pair,
+        convs: tuple[Converter, ...],
+        fks: list[Any],
+        pk: tuple[str, ...],
+        pk_idx: list[int],
+        row: tuple[Any, ...],
+        policies: Policies,
+        drop_rowids: set[int],
+    ) -> tuple[Any, ...] | None:
+        """Examine one row exactly; return the values to load or None when a policy drops the row."""
+        table = pair.target.name
+        values = list(row[1:-1])
+        rowid = row[0]
+        key = key_text(pk, [values[i] for i in pk_idx]) if pk else f"rowid={rowid}"
+        issues: list[Issue] = []
+        changes: list[tuple[str, str]] = []
+        drop = rowid in drop_rowids
+        for i, conv in enumerate(convs):
+            out = conv.convert(values[i], policies)
+            values[i] = out.value
+            issues.extend(out.issues)
+            changes.extend((conv.name, c) for c in out.changes)
+            drop = drop or out.drop_row
+        index = {c.name: i for i, c in enumerate(pair.columns)}
+        for fk in fks:
+            fk_vals = [values[index[c]] for c in fk.columns]
+            if any(v is None or isinstance(v, Bytes) for v in fk_vals):
+                continue
+            why = None
+            dropped = self.dropped.get(fk.ref_table, {}).get(fk.ref_columns)
+            if dropped and tuple(fk_vals) in dropped:
+                why = f"its {fk.ref_table} row was dropped by a policy"
+            else:
+                match_ = " AND ".join(f"{quote(r)} = ?" for r in fk.ref_columns)
+                if (
+                    src.execute(f"SELECT 1 FROM {quote(fk.ref_table)} WHERE {match_} LIMIT 1", fk_vals).fetchone()
+                    is None
+                ):
+                    why = f"no {fk.ref_table} row has {', '.join(fk.ref_columns)} = {', '.join(map(repr, fk_vals))}"
+            if why is None:
+                continue
+            col_names = ",".join(fk.columns)
+            shown = shorten(fk_vals[0] if len(fk_vals) == 1 else tuple(fk_vals))
+            if policies.orphans == "drop":
+                drop = True
+                changes.append((col_names, f"row dropped: orphaned foreign key ({why})"))
+            elif policies.orphans == "null" and not any(pair.target.column(c).not_null for c in fk.columns):
+                for c in fk.columns:
+                    values[index[c]] = None
+                changes.append((col_names, f"orphaned foreign key set to NULL ({why})"))
+            else:
+                detail = why if policies.orphans == "fail" else f"{why}; the column is NOT NULL, use --orphans=drop"
+                issues.append(Issue("orphan", col_names, shown, f"{detail} ({fk.name})"))
+        if drop:
+            for col, action in changes:
+                if action.startswith("row dropped"):
+                    self.report.change(table, key, col, action)
+            self.drop_count += 1
+            self._remember_drop(table, pair, values)
+            return None
+        for issue in issues:
+            self.report.problem(table, key, issue)
+        for col, action in changes:
+            self.report.change(table, key, col, action)
+        return tuple(values)
+
+    def _remember_drop(self, table: str, pair: Pair, values: list[Any]) -> None:
+        index = {c.name: i for i, c in enumerate(pair.columns)}
+        for cols, keys in self.dropped.get(table, {}).items():
+            if all(c in index for c in cols):
+                keys.add(tuple(values[index[c]] for c in cols))
+
+
+def copy(
+    src: DatabaseUrl, dst: DatabaseUrl, root: Path, options: CopyOptions, progress: Progress | None = None
+) -> CopyResult:
+    copier = Copier(src, dst, root, options, progress or Progress())
+    return copier.run()

@@ -1,0 +1,395 @@
+"""Per-column conversion from a SQLite value to the target column's PostgreSQL type.
+
+Each target column gets a Converter chosen by its introspected type. A converter has two faces:
+``attention_sql`` is a SQLite expression that is true when a value cannot go through as it is, so
+the common case costs one C-level test per value and no Python; ``convert`` is the exact (slow)
+check for the rows that expression flagged, returning the value to load or the problems found.
+
+Values that pass go to PostgreSQL unchanged through text-format COPY: PostgreSQL's boolean input
+accepts ``0``/``1`` and jsonb input parses the JSON text itself (no Python JSON dumper involved).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal
+
+from .copy_schema import Column, quote
+from .errors import UsageError
+
+Kind = Literal[
+    "orphan", "invalid_json", "nul", "invalid_utf8", "storage_class", "boolean", "too_long",
+    "not_null", "timestamp", "out_of_range", "duplicate",
+]  # fmt: skip
+KIND_TITLES: dict[str, str] = {
+    "orphan": "orphaned foreign keys",
+    "invalid_json": "invalid JSON",
+    "nul": "NUL characters",
+    "invalid_utf8": "invalid UTF-8",
+    "storage_class": "values of the wrong storage class",
+    "boolean": "booleans other than 0/1",
+    "too_long": "values longer than the column allows",
+    "not_null": "NULL in NOT NULL columns",
+    "timestamp": "timestamps that are not epoch milliseconds",
+    "out_of_range": "integers out of the column's range",
+    "duplicate": "duplicates of a primary or unique key",
+}
+
+INT_RANGES = {"smallint": (-(2**15), 2**15 - 1), "integer": (-(2**31), 2**31 - 1), "bigint": (-(2**63), 2**63 - 1)}
+# Epoch milliseconds between 1973-03-03 and 5138: a seconds value (~1.7e9) or microseconds (~1.7e15) falls outside.
+EPOCH_MS_MIN, EPOCH_MS_MAX = 10**11, 10**14 - 1
+TEXT_TYPES = ("text", "character varying", "character", "citext")
+JSON_TYPES = ("jsonb", "json")
+FLOAT_TYPES = ("double precision", "real", "numeric")
+
+
+def shorten(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return (
+        text
+        if len(text) <= limit
+        else text[: limit - 5] + "...'" + f" ({len(value) if hasattr(value, '__len__') else '?'} chars)"
+    )
+
+
+def is_epoch_ms(column: Column) -> bool:
+    """Which integer columns hold times: Agor names them ``*_at`` (and messages.timestamp)."""
+    return column.type in INT_RANGES and (column.name.endswith("_at") or column.name == "timestamp")
+
+
+@dataclass(frozen=True)
+class Issue:
+    kind: str
+    column: str
+    value: str  # shortened, safe to print
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Policies:
+    orphans: Literal["fail", "null", "drop"] = "fail"
+    nul: Literal["fail", "strip"] = "fail"
+    invalid_json: Literal["fail", "null", "drop"] = "fail"
+    invalid_utf8: Literal["fail", "replace"] = "fail"
+    duplicates: Literal["fail", "drop"] = "fail"
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "orphans": self.orphans,
+            "nul": self.nul,
+            "invalid_json": self.invalid_json,
+            "invalid_utf8": self.invalid_utf8,
+            "duplicates": self.duplicates,
+        }
+
+
+@dataclass
+class Outcome:
+    """What the slow path made of one value."""
+
+    value: Any
+    issues: list[Issue] = field(default_factory=list)
+    changes: list[str] = field(default_factory=list)  # policy actions, for the summary
+    drop_row: bool = False
+
+
+class Bytes:
+    """A TEXT value whose bytes are not valid UTF-8 (read with CAST AS BLOB after apsw refused it)."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+
+    def __repr__(self) -> str:
+        return repr(self.raw)
+
+
+# -- JSON, canonical the way PostgreSQL prints jsonb --------------------------------------------
+
+_NUM = "\ufdd0"  # a noncharacter: marks numbers kept as text through the encoder
+
+
+def _pg_number(text: str) -> str:
+    d = Decimal(text)
+    out = format(d, "f")
+    if d == 0 and out.startswith("-"):
+        out = out[1:]  # numeric has no negative zero
+    return _NUM + out + _NUM
+
+
+def _key_order(pair: tuple[str, Any]) -> tuple[int, bytes]:
+    key = pair[0].encode("utf-8", "surrogatepass")
+    return (len(key), key)  # jsonb orders object keys by length, then bytewise
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    if len(pairs) > 1:
+        pairs.sort(key=_key_order)  # stable: of duplicate keys the last one wins, as in jsonb
+    return dict(pairs)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_object, parse_float=_pg_number, parse_constant=_no_constant)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": "), check_circular=False, allow_nan=False)
+_PLAIN = json.JSONDecoder(parse_constant=_no_constant)
+
+
+def jsonb_text(text: str) -> str:
+    """The text PostgreSQL's ``jsonb::text`` prints for this JSON document (raises ValueError if invalid).
+
+    Numbers keep their decimal form (``1.50`` stays ``1.50``, ``1e2`` becomes ``100``) because jsonb
+    stores them as numeric; they travel through the encoder as marked strings and lose the quotes here.
+    """
+    out = _ENCODER.encode(_DECODER.decode(text))
+    if _NUM in out:
+        out = out.replace('"' + _NUM, "").replace(_NUM + '"', "")
+    return out
+
+
+def json_problem(text: str) -> str | None:
+    """Why PostgreSQL's jsonb would refuse this text, or None."""
+    try:
+        value = _PLAIN.decode(text)
+    except (ValueError, RecursionError) as exc:
+        return str(exc)
+    try:
+        jsonb_text(text).encode("utf-8")
+    except UnicodeEncodeError:
+        return "contains an unpaired UTF-16 surrogate escape"
+    except InvalidOperation:
+        return "a number PostgreSQL's numeric cannot hold"
+    if _has_nul(value):
+        return "NUL"
+    return None
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any("\x00" in k or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def _strip_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {k.replace("\x00", ""): _strip_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_strip_nul(v) for v in value]
+    return value
+
+
+_ISOISH = re.compile(r"^\d{4}-\d{2}-\d{2}")
+
+
+# -- converters ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Converter:
+    column: Column
+    family: Literal["bool", "int", "json", "text", "float", "bytea"]
+    epoch_ms: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.column.name
+
+    def attention_sql(self) -> str:
+        """True (1) when the value needs the slow path; NULL counts as fine unless the column forbids it."""
+        c = quote(self.name)
+        tests: list[str] = []
+        if self.column.not_null:
+            tests.append(f"{c} IS NULL")
+        if self.family == "bool":
+            tests.append(f"(typeof({c}) NOT IN ('integer', 'null') OR {c} NOT IN (0, 1))")
+        elif self.family == "int":
+            lo, hi = INT_RANGES[self.column.type]
+            if self.epoch_ms:
+                lo, hi = max(lo, EPOCH_MS_MIN), min(hi, EPOCH_MS_MAX)
+            tests.append(f"(typeof({c}) NOT IN ('integer', 'null') OR {c} NOT BETWEEN {lo} AND {hi})")
+        elif self.family == "json":
+            tests.append(
+                f"(typeof({c}) NOT IN ('text', 'null') OR NOT json_valid({c}) "
+                f"OR instr({c}, '\\u0000') > 0 OR instr(CAST({c} AS BLOB), x'00') > 0)"
+            )
+        elif self.family == "text":
+            tests.append(f"(typeof({c}) NOT IN ('text', 'null') OR instr(CAST({c} AS BLOB), x'00') > 0)")
+            if self.column.max_length is not None:
+                tests.append(f"length({c}) > {self.column.max_length}")
+        elif self.family == "float":
+            tests.append(f"typeof({c}) NOT IN ('integer', 'real', 'null')")
+        elif self.family == "bytea":
+            tests.append(f"typeof({c}) NOT IN ('blob', 'null')")
+        return "(" + " OR ".join(tests) + ")"
+
+    def convert(self, value: Any, policies: Policies) -> Outcome:
+        """The exact check: the value to load, the problems, and what a policy changed."""
+        col = self.column
+        out = Outcome(value)
+        if isinstance(value, Bytes):
+            if policies.invalid_utf8 == "replace":
+                value = value.raw.decode("utf-8", "replace")
+                out.value = value
+                out.changes.append("invalid UTF-8 replaced with U+FFFD")
+            else:
+                out.issues.append(Issue("invalid_utf8", col.name, shorten(value.raw), "not valid UTF-8"))
+                return out
+        if value is None:
+            if col.not_null:
+                out.issues.append(Issue("not_null", col.name, "NULL", "the column is NOT NULL"))
+            return out
+        family = self.family
+        if family == "bool":
+            if type(value) is not int:
+                out.issues.append(
+                    Issue("storage_class", col.name, shorten(value), _class(value) + " in a boolean column")
+                )
+            elif value not in (0, 1):
+                out.issues.append(Issue("boolean", col.name, shorten(value), "a boolean must be 0 or 1"))
+        elif family == "int":
+            self._int(value, out)
+        elif family == "json":
+            self._json(value, out, policies)
+        elif family == "text":
+            self._text(value, out, policies)
+        elif family == "float":
+            if type(value) not in (int, float):
+                out.issues.append(
+                    Issue("storage_class", col.name, shorten(value), _class(value) + f" in a {col.type} column")
+                )
+        elif family == "bytea" and type(value) is not bytes:
+            out.issues.append(Issue("storage_class", col.name, shorten(value), _class(value) + " in a bytea column"))
+        return out
+
+    def _int(self, value: Any, out: Outcome) -> None:
+        col = self.column
+        if type(value) is not int:
+            if self.epoch_ms and isinstance(value, str):
+                what = "an ISO date string" if _ISOISH.match(value) else "text"
+                out.issues.append(Issue("timestamp", col.name, shorten(value), f"{what}, not epoch milliseconds"))
+            else:
+                out.issues.append(
+                    Issue("storage_class", col.name, shorten(value), _class(value) + f" in a {col.type} column")
+                )
+            return
+        lo, hi = INT_RANGES[col.type]
+        if not lo <= value <= hi:
+            out.issues.append(Issue("out_of_range", col.name, shorten(value), f"outside the range of {col.type}"))
+        elif self.epoch_ms and not EPOCH_MS_MIN <= value <= EPOCH_MS_MAX:
+            if 10**8 <= value < EPOCH_MS_MIN:
+                detail = "looks like epoch seconds"
+            elif value > EPOCH_MS_MAX:
+                detail = "looks like epoch microseconds or later than year 5000"
+            else:
+                detail = "not a plausible epoch-milliseconds time"
+            out.issues.append(Issue("timestamp", col.name, shorten(value), detail))
+
+    def _text(self, value: Any, out: Outcome, policies: Policies) -> None:
+        col = self.column
+        if type(value) is not str:
+            out.issues.append(
+                Issue("storage_class", col.name, shorten(value), _class(value) + f" in a {col.type} column")
+            )
+            return
+        if "\x00" in value:
+            if policies.nul == "strip":
+                value = value.replace("\x00", "")
+                out.value = value
+                out.changes.append("NUL characters removed")
+            else:
+                out.issues.append(Issue("nul", col.name, shorten(value), "PostgreSQL text cannot hold NUL"))
+                return
+        if col.max_length is not None and len(value) > col.max_length:
+            out.issues.append(
+                Issue(
+                    "too_long", col.name, shorten(value), f"{len(value)} characters, the column allows {col.max_length}"
+                )
+            )
+
+    def _json(self, value: Any, out: Outcome, policies: Policies) -> None:
+        col = self.column
+        if type(value) is not str:
+            out.issues.append(
+                Issue("storage_class", col.name, shorten(value), _class(value) + f" in a {col.type} column")
+            )
+            return
+        problem = json_problem(value)
+        if problem == "NUL":
+            if policies.nul == "strip":
+                out.value = json.dumps(_strip_nul(json.loads(value)), ensure_ascii=False, separators=(",", ":"))
+                out.changes.append("NUL characters removed from JSON strings")
+                return
+            out.issues.append(Issue("nul", col.name, shorten(value), "jsonb cannot hold \\u0000"))
+            return
+        if problem is None:
+            return
+        if policies.invalid_json == "null" and not col.not_null:
+            out.value = None
+            out.changes.append(f"invalid JSON set to NULL ({problem})")
+        elif policies.invalid_json == "drop":
+            out.drop_row = True
+            out.changes.append(f"row dropped: invalid JSON ({problem})")
+        else:
+            detail = (
+                problem
+                if policies.invalid_json == "fail"
+                else f"{problem}; the column is NOT NULL, use --invalid-json=drop"
+            )
+            out.issues.append(Issue("invalid_json", col.name, shorten(value), detail))
+
+
+def _class(value: Any) -> str:
+    return {int: "integer", float: "real", str: "text", bytes: "blob"}.get(type(value), type(value).__name__)
+
+
+def converter_for(column: Column, table: str) -> Converter:
+    t = column.type
+    if t == "boolean":
+        return Converter(column, "bool")
+    if t in INT_RANGES:
+        return Converter(column, "int", is_epoch_ms(column))
+    if t in JSON_TYPES:
+        return Converter(column, "json")
+    if t in TEXT_TYPES:
+        return Converter(column, "text")
+    if t in FLOAT_TYPES:
+        return Converter(column, "float")
+    if t == "bytea":
+        return Converter(column, "bytea")
+    raise UsageError(
+        f"agor-db copy cannot fill {table}.{column.name}: no conversion from SQLite to PostgreSQL type {t}",
+        hint="supported target types: boolean, smallint, integer, bigint, jsonb, json, text, varchar, "
+        "double precision, real, numeric, bytea",
+    )
+
+
+# -- canonical row text for the checksums -----------------------------------------------------
+#
+# Each value becomes \x01 + its text + \x00, NULL becomes \x02. PostgreSQL text cannot hold NUL, so
+# the encoding is unambiguous; the server builds the same bytes (copy_verify.server_digest_sql).
+
+
+def canonical_source(conv: Converter) -> Callable[[Any], str]:
+    family = conv.family
+    if family == "json":
+        return jsonb_text
+    if family == "bool":
+        return lambda v: "t" if v else "f"
+    if family == "float":
+        return lambda v: format(Decimal(repr(float(v))), "f") if conv.column.type == "numeric" else repr(float(v))
+    if family == "bytea":
+        return lambda v: "\\x" + bytes(v).hex()
+    return str
