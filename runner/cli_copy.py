@@ -1,4 +1,4 @@
-"""Commands: agor-db copy (issue 6). Registered on the shared typer app; heavy imports stay inside the command bodies."""
+"""Command: agor-db copy (issue 6), registered on the shared typer app; heavy imports stay in the body."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from .cli import EXIT_CODES, LockTimeoutOpt, Session, SqlDirOpt, app, run
+from .copier import Progress
 from .urls import parse_url, redact
 
 COPY_EXIT_CODES = EXIT_CODES.rstrip() + "\n  130 interrupted (Ctrl-C): the copy was rolled back\n"
@@ -192,7 +193,7 @@ def _render(s: Session, result: Any, as_json: bool) -> int:
     return 0
 
 
-class _Progress:
+class _Progress(Progress):
     """Rich progress bars on a terminal, a plain line every few seconds otherwise."""
 
     def __init__(self, s: Session, quiet: bool) -> None:
@@ -231,7 +232,7 @@ class _Progress:
                 )
                 self._bars.start()
             self._tasks[table] = self._bars.add_task(table, total=total, rate="")
-        elif total >= 50_000:
+        elif total >= 10_000:
             print(f"copying {table}: {total} rows", flush=True)
 
     def table_rows(self, table: str, done: int) -> None:

@@ -212,9 +212,9 @@ def match(target: dict[str, Table], source: dict[str, SourceTable]) -> list[Pair
     pairs = []
     for name in load_order(target):
         t = target[name]
-        st = source.get(name)
-        cols = tuple(c for c in t.columns if st is not None and c.name in st.columns)
-        pairs.append(Pair(t, st, cols))
+        src = source.get(name)
+        cols = tuple(c for c in t.columns if src is not None and c.name in src.columns)
+        pairs.append(Pair(t, src, cols))
     return pairs
 
 

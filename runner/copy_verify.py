@@ -47,12 +47,12 @@ class RowHasher:
 def _compile(canon: tuple[Callable[[Any], str], ...]) -> Callable[[Any], str]:
     # One generated expression per table instead of a loop over columns: this runs for every row.
     parts = []
-    for i, fn in enumerate(canon):
-        if fn is str:
+    for i, f in enumerate(canon):
+        if f is str:
             parts.append(f"('\\x02' if v[{i}] is None else '\\x01' + str(v[{i}]) + '\\x00')")
         else:
             parts.append(f"('\\x02' if v[{i}] is None else '\\x01' + c{i}(v[{i}]) + '\\x00')")
-    env = {f"c{i}": fn for i, fn in enumerate(canon)}
+    env = {f"c{i}": f for i, f in enumerate(canon)}
     source = "lambda v: " + (" + ".join(parts) if parts else "''")
     fn: Callable[[Any], str] = eval(source, env)  # built from column positions only
     return fn
