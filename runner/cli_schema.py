@@ -298,7 +298,7 @@ def run_check(root: Path, server: DatabaseUrl) -> CheckResult:
     def describe(dialect: str) -> str:
         versions = [f.version for f in folders[dialect] if f.version is not None]
         top = f"up to {max(versions):04d}" if versions else "empty"
-        return f"{dialect}/ ({len(versions)} files, {top})"
+        return f"{dialect}/ ({len(versions)} file{'' if len(versions) == 1 else 's'}, {top})"
 
     if problems:
         summary = f"check: {len(problems)} problem(s) in {root}"

@@ -29,7 +29,7 @@ def test_check_is_clean_on_the_shipped_folders(pg_db: str, pg_admin_of: Any) -> 
     assert result.code == 0, result.output
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 1, result.stdout
-    assert lines[0].startswith("check: clean; sqlite/ (9 files, up to 0010) and postgres/ (1 files, up to 0010)")
+    assert lines[0].startswith("check: clean; sqlite/ (9 files, up to 0010) and postgres/ (1 file, up to 0010)")
     assert "(5 reviewed differences" in lines[0]
     assert scratch_databases(pg_admin_of, pg_db) == []
 

@@ -15,6 +15,7 @@ from typing import Any
 import apsw
 import pytest
 from agor_db import core
+from agor_db.schema import fingerprint, introspect_sqlite, load_kinds
 from agor_db.urls import parse_url
 from conftest import REPO, SPEC, needs_shared, run_cli
 
@@ -110,6 +111,13 @@ def test_final_schema_equals_drizzles_database(tmp_path: Path, fixture_copy: Any
     assert result.code == 0, result.output
     assert "9 migration(s) applied" in result.stdout
     assert spec_shape(db) == spec_shape(legacy)
+    # the model used for adoption agrees, cosmetic details included
+    prints = []
+    for path in (db, legacy):
+        conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+        prints.append(fingerprint(introspect_sqlite(conn, load_kinds(SQL)), cosmetic=True))
+        conn.close()
+    assert prints[0] == prints[1]
 
 
 @pytest.mark.parametrize("name", ["0003_tough_iron_lad", "0004_add_static_urls", "0009_reconcile-missing-columns"])
