@@ -161,3 +161,17 @@ def test_dialect_lint_ignores_comments_and_strings(tmp_path: Path) -> None:
         "postgres/0011_y.sql:2: AUTOINCREMENT is SQLite-only; use GENERATED ... AS IDENTITY",
     ]
     assert blank_comments_and_strings("a -- b\nc 'd''e' f") == "a     \nc        f"
+
+
+def test_defaults_compare_by_value_under_the_kind() -> None:
+    from agor_db.schema import normalise_default
+
+    assert normalise_default("0", "boolean") == normalise_default("false", "boolean") == "false"
+    assert normalise_default("true", "boolean") == "true"
+    assert normalise_default("'[]'::jsonb", "json") == normalise_default("'[]'", "json") == "'[]'"
+    assert normalise_default("'{\"a\": 1}'", "json") == "'{\"a\":1}'"
+    assert normalise_default("'anonymous'::character varying", "id36") == "'anonymous'"
+    assert normalise_default("'it''s'::text", "text") == "'it''s'"
+    assert normalise_default("(0)", "integer") == "0"
+    assert normalise_default("NULL", "text") is None
+    assert normalise_default("'a::b'", "text") == "'a::b'"
