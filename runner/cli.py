@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -99,6 +100,11 @@ def run(body: Callable[[Session], int | None]) -> None:
         code = int(ExitCode.INTERRUPTED)
     except (typer.Exit, typer.Abort):
         raise
+    except BrokenPipeError:
+        # the reader went away (`agor-db schema --json | head`): not an error worth a message
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        code = 0
     except Exception as exc:  # a bug: still no traceback unless asked for
         if os.environ.get("AGOR_DB_DEBUG"):
             raise

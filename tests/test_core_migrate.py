@@ -332,3 +332,19 @@ def test_fast_noop_path_says_what_the_full_cli_says(db: Db) -> None:
     # an edited file is not "nothing to do": the fast path hands over and the full CLI reports drift
     (db.root / db.dialect / "0001_a.sql").write_text("CREATE TABLE a (id BIGINT);\n")
     assert db.run("migrate").code == 3
+
+
+def test_closed_pipe_is_not_an_error(db: Db) -> None:
+    import subprocess
+    import sys
+
+    db.write({f"{i:04d}_m.sql": f"CREATE TABLE t{i} (id INTEGER);\n" for i in range(1, 60)})
+    proc = subprocess.run(
+        f"{sys.executable} -m agor_db status -d '{db.url}' --sql-dir '{db.root}' | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        executable="/bin/bash",
+    )
+    assert proc.stdout.startswith("database:")
+    assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr
