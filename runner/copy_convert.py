@@ -122,15 +122,27 @@ def _pg_number(text: str) -> str:
     return _NUM + out + _NUM
 
 
-def _key_order(pair: tuple[str, Any]) -> tuple[int, bytes]:
-    key = pair[0].encode("utf-8", "surrogatepass")
-    return (len(key), key)  # jsonb orders object keys by length, then bytewise
+class _KeyOrder(dict[str, tuple[int, bytes]]):
+    """jsonb orders object keys by byte length, then bytewise. Keys repeat a lot, so their sort keys
+    are cached and looked up by the C-level ``__getitem__`` (no Python call per key on a hit)."""
+
+    def __missing__(self, key: str) -> tuple[int, bytes]:
+        raw = key.encode("utf-8", "surrogatepass")
+        if len(self) > 50_000:
+            self.clear()
+        self[key] = value = (len(raw), raw)
+        return value
+
+
+_ORDER = _KeyOrder()
 
 
 def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    if len(pairs) > 1:
-        pairs.sort(key=_key_order)  # stable: of duplicate keys the last one wins, as in jsonb
-    return dict(pairs)
+    d = dict(pairs)  # of duplicate keys the last one wins, as in jsonb
+    if len(d) < 2:
+        return d
+    keys = sorted(d, key=_ORDER.__getitem__)
+    return dict(zip(keys, map(d.__getitem__, keys), strict=True))
 
 
 def _no_constant(name: str) -> Any:

@@ -108,7 +108,9 @@ def test_non_empty_target_refused_then_truncate(fixture_copy, pg_db, tmp_path):
     source = adopt(fixture_copy("legacy-0010.db"))
     core.migrate(parse_url(pg_db), bundled_sql_root(), core.RunOptions())
     with psycopg.connect(pg_db) as conn:
-        conn.execute("INSERT INTO users (user_id, created_at, email, password, data) VALUES ('u1', 1, 'a@b', 'x', '{}')")
+        conn.execute(
+            "INSERT INTO users (user_id, created_at, email, password, data) VALUES ('u1', 1, 'a@b', 'x', '{}')"
+        )
     r = run_cli("copy", "--from", str(source), "--to", pg_db)
     assert r.code == 1
     assert "is not empty" in r.stderr and "users (1 rows)" in r.stderr and "--truncate" in r.stderr
@@ -180,5 +182,3 @@ def test_interrupted_copy_leaves_target_unchanged(tmp_path, pg_db):
         assert conn.execute("SELECT to_regclass('agor_copy_runs')").fetchone()[0] is None
         # the dropped indexes and FKs came back with the rollback
         assert conn.execute("SELECT to_regclass('messages_session_index_idx') IS NOT NULL").fetchone()[0]
-
-
