@@ -1,0 +1,154 @@
+"""No password ever reaches stdout or stderr, on any failure path agor-db has.
+
+``run_cli`` (tests/conftest.py) already refuses any output containing a test password; these tests
+drive every failure we can provoke with a password-bearing URL, check the exit code and message
+(so the path really was taken), and scan stdout and stderr separately, raw and percent-encoded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from conftest import SECRETS, TEST_PASSWORD, WRONG_PASSWORD, CliResult, PgServer, run_cli, write_migrations
+
+from agor_db.drivers.postgres import LOCK_KEY
+
+
+def _clean(r: CliResult) -> CliResult:
+    for secret in (*SECRETS, quote(TEST_PASSWORD), quote(WRONG_PASSWORD)):
+        assert secret not in r.stdout, f"password in stdout: {r.stdout}"
+        assert secret not in r.stderr, f"password in stderr: {r.stderr}"
+    assert "internal error" not in r.stderr, r.stderr
+    return r
+
+
+def _migrations(sql_root: Path) -> None:
+    write_migrations(sql_root, "postgres", {"0001_a.sql": "CREATE TABLE a (id INTEGER);\n"})
+
+
+def _with_password(url: str, password: str) -> str:
+    return url.replace(quote(TEST_PASSWORD, safe=""), quote(password, safe=""))
+
+
+def test_wrong_password(pg_db: str, sql_root: Path) -> None:
+    _migrations(sql_root)
+    url = _with_password(pg_db, WRONG_PASSWORD)
+    assert url != pg_db
+    for command in (["migrate"], ["status"], ["status", "--json"], ["migrate", "--dry-run"]):
+        r = _clean(run_cli(*command, "-d", url, "--sql-dir", str(sql_root)))
+        assert r.code == 5, r.output
+        assert "password authentication failed" in r.stderr
+        assert "***" in r.stderr  # the URL is shown, redacted
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        # nothing listens on port 1: refused at once
+        f"postgresql://agor:{quote(TEST_PASSWORD, safe='')}@127.0.0.1:1/agor",
+        # the password in the query string instead of the userinfo
+        f"postgresql://agor@127.0.0.1:1/agor?password={quote(TEST_PASSWORD, safe='')}&sslmode=disable",
+        # a name that never resolves (RFC 2606), with a short connect timeout
+        f"postgres://agor:{quote(TEST_PASSWORD, safe='')}@agor-db-test.invalid:5432/agor?connect_timeout=2",
+    ],
+    ids=["refused", "query-password", "unresolvable"],
+)
+def test_unreachable_server(url: str, sql_root: Path) -> None:
+    _migrations(sql_root)
+    r = _clean(run_cli("migrate", "-d", url, "--sql-dir", str(sql_root)))
+    assert r.code == 5, r.output
+    assert "cannot connect to postgres" in r.stderr and "***" in r.stderr, r.stderr
+
+
+def test_missing_database(pg_server: PgServer, sql_root: Path) -> None:
+    _migrations(sql_root)
+    r = _clean(run_cli("migrate", "-d", pg_server.url("no_such_database"), "--sql-dir", str(sql_root)))
+    assert r.code == 5, r.output
+    assert 'database "no_such_database" does not exist' in r.stderr
+    assert "hint: create the database first" in r.stderr
+
+
+def test_lock_timeout(pg_db: str, sql_root: Path, pg_admin_of: Any) -> None:
+    _migrations(sql_root)
+    with pg_admin_of(pg_db) as holder:
+        holder.execute("SET application_name = 'someone-else'")
+        holder.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+        r = _clean(run_cli("migrate", "-d", pg_db, "--sql-dir", str(sql_root), "--lock-timeout", "0.2"))
+    assert r.code == 4, r.output
+    assert "application_name 'someone-else'" in r.stderr
+    assert "***" in r.stderr
+
+
+def test_failing_migration_and_drift(pg_db: str, sql_root: Path, pg_admin_of: Any) -> None:
+    _migrations(sql_root)
+    assert _clean(run_cli("migrate", "-d", pg_db, "--sql-dir", str(sql_root))).code == 0
+    # the password also sits inside the SQL and comes back in the database's error message
+    write_migrations(
+        sql_root, "postgres", {"0002_bad.sql": f"SELECT 'x' FROM no_such_table_{TEST_PASSWORD.count('!')};\n"}
+    )
+    r = _clean(run_cli("migrate", "-d", pg_db, "--sql-dir", str(sql_root)))
+    assert r.code == 1 and "0002_bad.sql failed" in r.stderr, r.output
+    (sql_root / "postgres" / "0002_bad.sql").unlink()
+    (sql_root / "postgres" / "0001_a.sql").write_text("CREATE TABLE a (id BIGINT);\n")
+    for command in (["migrate"], ["status"], ["status", "--json"]):
+        r = _clean(run_cli(*command, "-d", pg_db, "--sql-dir", str(sql_root)))
+        assert r.code == 3, r.output
+
+
+def test_success_paths_print_no_password(pg_db: str, sql_root: Path) -> None:
+    _migrations(sql_root)
+    for command in (["migrate", "--dry-run"], ["migrate"], ["status"], ["status", "--json"], ["migrate"]):
+        r = _clean(run_cli(*command, "-d", pg_db, "--sql-dir", str(sql_root)))
+        assert r.code == 0, r.output
+        assert "***" in r.output
+
+
+def test_password_from_the_environment(pg_db: str, sql_root: Path) -> None:
+    _migrations(sql_root)
+    bad = _with_password(pg_db, WRONG_PASSWORD)
+    for var in ("AGOR_DATABASE_URL", "DATABASE_URL"):
+        r = _clean(run_cli("migrate", "--sql-dir", str(sql_root), env={var: bad}))
+        assert r.code == 5, r.output
+        assert "password authentication failed" in r.stderr
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql://agor:{quote(TEST_PASSWORD, safe='')}@[::1/agor",  # unclosed IPv6 bracket
+        f"postgresql://agor:{quote(TEST_PASSWORD, safe='')}@[::1/agor?sslmode=disable",
+        f"postgresql:agor:{quote(TEST_PASSWORD, safe='')}@localhost/agor",
+        f"mysql://agor:{quote(TEST_PASSWORD, safe='')}@localhost/agor",
+    ],
+    ids=["ipv6", "ipv6-query", "no-slashes", "scheme"],
+)
+def test_malformed_urls(url: str, sql_root: Path) -> None:
+    """A typo in a URL is a usage error (exit 2) with the URL shown redacted, never a crash."""
+    _migrations(sql_root)
+    r = _clean(run_cli("migrate", "-d", url, "--sql-dir", str(sql_root)))
+    assert r.code == 2, r.output
+
+
+def test_bad_port(sql_root: Path) -> None:
+    _migrations(sql_root)
+    url = f"postgresql://agor:{quote(TEST_PASSWORD, safe='')}@localhost:notaport/agor"
+    r = _clean(run_cli("migrate", "-d", url, "--sql-dir", str(sql_root)))
+    assert r.code in (2, 5), r.output  # libpq takes the port as a service name and fails to resolve it
+    assert "postgresql://agor:***@localhost:notaport/agor" in r.stderr
+
+
+def test_lock_holder_of_another_role_is_still_described(pg_db: str, sql_root: Path, pg_admin_of: Any) -> None:
+    """Without pg_read_all_stats a role sees NULL backend_start/state for other roles' sessions."""
+    test_lock_timeout(pg_db, sql_root, pg_admin_of)
+
+
+def test_keyword_conninfo_is_not_mistaken_for_a_printable_path(tmp_path: Path, sql_root: Path) -> None:
+    # libpq keyword strings are not accepted (they read as a file path), but even then no secret prints
+    _migrations(sql_root)
+    r = _clean(
+        run_cli("migrate", "-d", f"host=/tmp dbname=agor password={TEST_PASSWORD}", "--sql-dir", str(sql_root)),
+    )
+    assert r.code != 0
