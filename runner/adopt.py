@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .errors import AgorDbError, ExitCode, MigrationFileError
+from .errors import AgorDbError, DatabaseError, ExitCode, MigrationFileError
 from .models import Migration
 from .schema import Schema, Table, introspect_sqlite, load_kinds, normalise_default
 
@@ -392,22 +392,39 @@ def _result(
 
 
 def backup(path: Path, conn: Any) -> Path:
-    """A consistent copy next to the database through SQLite's online backup API (works in WAL mode)."""
+    """A consistent copy next to the database through SQLite's online backup API (works in WAL mode).
+
+    Refuses first when the database itself cannot be written: a backup before a write that must fail
+    would only leave a stray copy behind."""
     import apsw
 
+    if conn.readonly("main"):
+        raise DatabaseError(
+            f"cannot adopt {path}: the file is read-only for this user; nothing was changed",
+            hint="make the file and its directory writable for this user, or run agor-db as the user that owns it",
+        )
     stamp = time.strftime("%Y%m%dT%H%M%S")
     target = path.with_name(f"{path.name}.backup-{stamp}")
     n = 1
     while target.exists():
         n += 1
         target = path.with_name(f"{path.name}.backup-{stamp}-{n}")
-    dest = apsw.Connection(str(target))
     try:
-        with dest.backup("main", conn, "main") as b:
-            while not b.done:
-                b.step(1024)
-    finally:
-        dest.close()
+        dest = apsw.Connection(str(target))
+        try:
+            with dest.backup("main", conn, "main") as b:
+                while not b.done:
+                    b.step(1024)
+        finally:
+            dest.close()
+    except apsw.Error as exc:
+        # a directory that is not writable, a full disk: a half-written copy is worse than none
+        target.unlink(missing_ok=True)
+        raise DatabaseError(
+            f"cannot write the backup {target} before adopting {path} ({exc}); nothing was changed",
+            hint="make the directory holding the database writable and give it free space, "
+            "or pass --no-backup if you have a copy of your own",
+        ) from None
     return target
 
 
