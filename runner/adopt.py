@@ -470,6 +470,8 @@ def fk_census(conn: Any) -> Counter[tuple[str, str]]:
 def perform(conn: Any, assessment: Assessment, *, repair: bool) -> list[str]:
     """Inside the caller's transaction (foreign keys already off): rebuild the cosmetically
     different tables into canonical form, verifying every table's rows and values. Returns what was done."""
+    import apsw
+
     done: list[str] = []
     if not repair or not assessment.repair:
         return done
@@ -482,8 +484,17 @@ def perform(conn: Any, assessment: Assessment, *, repair: bool) -> list[str]:
         assert ref_table is not None
         shared = [c.name for c in ref_table.columns if c.name in live_columns]
         before = table_digest(conn, table, shared)
-        for sql in repair_statements(ref, table, live_columns):
-            conn.execute(sql)
+        try:
+            for sql in repair_statements(ref, table, live_columns):
+                conn.execute(sql)
+        except apsw.ConstraintError as exc:
+            # e.g. a NULL primary key (the bootstrap DDL allowed it) or duplicates under a unique index
+            reason = str(exc).removeprefix("ConstraintError: ").replace(f"__agor_repair_{table}", table)
+            raise AdoptionRefused(
+                f"cannot repair {table} into the canonical form of {ref.migration.id}: its rows break a "
+                f"constraint of that form ({reason}); rolled back, nothing was changed",
+                hint=f"fix those rows of {table} first, or run agor-db migrate --no-repair to adopt it as it is",
+            ) from None
         after = table_digest(conn, table, shared)
         if before != after:
             raise AdoptionRefused(
