@@ -150,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
                 load.write_text(
                     f"LOAD DATABASE\n  FROM sqlite://{source}\n  INTO {target}\n"
                     "  WITH data only, disable triggers, create no tables, create no indexes, reset no sequences,\n"
-                    f"       prefetch rows = {PGLOADER_ROWS}, batch rows = {PGLOADER_ROWS}, workers = 2, concurrency = 1\n"
+                    f"       prefetch rows = {PGLOADER_ROWS}, batch rows = {PGLOADER_ROWS},\n"
+                    "       workers = 2, concurrency = 1\n"
                     "  EXCLUDING TABLE NAMES LIKE 'agor_migrations', 'sqlite_sequence';\n"
                 )
                 r = timed(["pgloader", str(load)])
@@ -175,11 +176,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     agor = results.get("agor-db copy")
     if agor:
-        print(f"\nagor-db copy phases (s): " + ", ".join(f"{k} {v:.1f}" for k, v in agor["phases"].items()))
+        print("\nagor-db copy phases (s): " + ", ".join(f"{k} {v:.1f}" for k, v in agor["phases"].items()))
         for other, target in (("raw ceiling", 0.6), ("pgloader", 2.0)):
             if other in results:
                 ratio = results[other]["wall"] / agor["wall"]
-                print(f"throughput vs {other}: {ratio:.2f}x (target {'>=' if other == 'pgloader' else '>='} {target})")
+                print(f"throughput vs {other}: {ratio:.2f}x (target >= {target})")
     summary = {k: {kk: vv for kk, vv in v.items() if kk not in ("stdout", "stderr")} for k, v in results.items()}
     print(json.dumps({"source_bytes": size, "rows": rows, "results": summary}, indent=1))
     return 0

@@ -23,13 +23,76 @@ from pathlib import Path
 from typing import Any
 
 BASE_MS = 1_762_030_000_000  # Nov 2025, like the shared fixtures
-WORDS = (
-    "the function returns a value when called with arguments and the test passes after refactoring "
-    "database migration schema column index foreign key constraint transaction commit rollback "
-    "agent session task worktree board comment message tool result error warning stack trace file "
-    "path line numbers import module class method parameter variable loop branch condition "
-    "naïve café résumé déjà vu — “quotes” ‘single’ emoji 🚀 ✅ 🐛 日本語 テキスト 中文 한국어"
-).split()
+WORDS = [
+    "the",
+    "function",
+    "returns",
+    "a",
+    "value",
+    "when",
+    "called",
+    "with",
+    "arguments",
+    "and",
+    "the",
+    "test",
+    "passes",
+    "after",
+    "refactoring",
+    "database",
+    "migration",
+    "schema",
+    "column",
+    "index",
+    "foreign",
+    "key",
+    "constraint",
+    "transaction",
+    "commit",
+    "rollback",
+    "agent",
+    "session",
+    "task",
+    "worktree",
+    "board",
+    "comment",
+    "message",
+    "tool",
+    "result",
+    "error",
+    "warning",
+    "stack",
+    "trace",
+    "file",
+    "path",
+    "line",
+    "numbers",
+    "import",
+    "module",
+    "class",
+    "method",
+    "parameter",
+    "variable",
+    "loop",
+    "branch",
+    "condition",
+    "naïve",
+    "café",
+    "résumé",
+    "déjà",
+    "vu",
+    "—",
+    "“quotes”",
+    "‘single’",
+    "emoji",
+    "🚀",
+    "✅",
+    "🐛",
+    "日本語",
+    "テキスト",
+    "中文",
+    "한국어",
+]
 TOOLS = ("Read", "Edit", "Bash", "Grep", "Glob", "Write", "TodoWrite", "WebFetch")
 MESSAGE_TYPES = ("user", "assistant", "assistant", "assistant", "system", "permission_request", "file-history-snapshot")
 
@@ -200,7 +263,7 @@ def generate(
                 {
                     "board_id": b,
                     "created_at": ts + i,
-                    "created_by": rng.choice(users + ["anonymous"]),
+                    "created_by": rng.choice([*users, "anonymous"]),
                     "name": f"Board {i} — “main”",
                     "slug": f"board-{i}",
                     "data": json.dumps({"layout": {"zoom": 1.25}}),
