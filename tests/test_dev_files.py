@@ -106,7 +106,10 @@ def test_compose_defaults_match_the_dev_database_url():
 
 def test_readme_database_url_matches_compose_if_it_names_one():
     readme = (REPO / "README.md").read_text()
-    urls = set(re.findall(r"DATABASE_URL=(postgresql://\S+?)(?=[\s`'\"]|$)", readme))
+    # the Development section names the dev database; Deploying shows production-shaped examples
+    development = readme.split("## Development", 1)[1].split("\n## ", 1)[0]
+    urls = set(re.findall(r"DATABASE_URL=(postgresql://\S+?)(?=[\s`'\"]|$)", development))
+    assert urls, "the Development section names the dev DATABASE_URL"
     for url in urls:
         assert url == DEV_URL, f"README's DATABASE_URL {url} differs from the compose defaults"
 
