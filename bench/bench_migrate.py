@@ -56,7 +56,10 @@ def find(name: str) -> str:
 def migration_sql(k: int) -> str:
     # plain SQL both dialects read the same way, so every tool runs byte-identical statements
     table = f"t{k:04d}"
-    return f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, v TEXT NOT NULL);\nINSERT INTO {table} (id, v) VALUES (1, 'x');\n"
+    return (
+        f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, v TEXT NOT NULL);\n"
+        f"INSERT INTO {table} (id, v) VALUES (1, 'x');\n"
+    )
 
 
 @dataclass(frozen=True)
@@ -317,7 +320,8 @@ def report(
         "",
         f"- Same SQL for every tool: {NOOP_SET} (no-op case) or {MANY} (apply case) migrations, each "
         "`CREATE TABLE tNNNN (id INTEGER PRIMARY KEY, v TEXT NOT NULL); INSERT INTO tNNNN (id, v) VALUES (1, 'x')`. "
-        "agor-db and yoyo read the very same files; dbmate reads a copy wrapped in `-- migrate:up` / `-- migrate:down`.",
+        "agor-db and yoyo read the very same files; dbmate reads a copy wrapped in `-- migrate:up` / "
+        "`-- migrate:down`.",
         "- Whole processes, wall time with `time.perf_counter()` around `subprocess.run` (stdout discarded), the "
         "way a container entrypoint runs them. Each tool has its own database. Runs are interleaved round-robin.",
         f"- (a) no-op: the set is applied, one warm-up run, then {runs} timed runs per tool; "
