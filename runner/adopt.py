@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .errors import AgorDbError, DatabaseError, ExitCode, MigrationFileError
+from .errors import AgorDbError, DatabaseError, ExitCode, MigrationFileError, UsageError
 from .models import Migration
 from .schema import Schema, Table, introspect_sqlite, load_kinds, normalise_default
 
@@ -337,7 +337,19 @@ def assess(conn: Any, migrations: list[Migration], sql_root: Path, *, adopt_as: 
     if adopt_as is not None:
         chosen = next((s for s in scored if s[3].migration.version == adopt_as), None)
         if chosen is None:
-            raise AdoptionRefused(f"--adopt-as {adopt_as}: there is no archived SQLite migration with that version")
+            versions = ", ".join(f"{r.migration.version:04d}" for r in refs)
+            raise UsageError(
+                f"--adopt-as {adopt_as:04d}: there is no archived SQLite migration with that version "
+                f"(there are {versions})"
+            )
+        if not best_structural and best.migration.version != adopt_as:
+            # The override is for a schema that matches no step. Overruling a match records steps the
+            # file has not got (or skips ones it has), and the next migration fails on it forever.
+            raise AdoptionRefused(
+                f"--adopt-as {adopt_as:04d}: this database's schema is at {best.migration.id} "
+                "(the schema decides); nothing was changed",
+                hint="run agor-db migrate without --adopt-as",
+            )
         ref, diffs = chosen[3], chosen[4]
         repair = _tables_to_repair(diffs) if not any(d.kind == "structural" for d in diffs) else ()
         if any(d.kind == "structural" for d in diffs):

@@ -342,21 +342,35 @@ def test_withdrawn_0006_0007_window_is_adopted_as_its_step(step: int, fixture_co
 # -- the legacy journal is evidence, the schema decides ------------------------------------------
 
 
-def test_journal_lagging_behind_the_schema(fixture_copy: Any) -> None:
+LAGGING = {
+    # name: (sabotage of the legacy journal, what the output says about it)
+    "rows-up-to-0005": (
+        f"DELETE FROM __drizzle_migrations WHERE created_at > {b.upstream()[5]['when']}",
+        "the legacy journal says 0005 but the schema is at 0010; the schema decides",
+    ),
+    "no-legacy-journal": ("DROP TABLE __drizzle_migrations", "no legacy drizzle journal"),
+}
+
+
+@pytest.mark.parametrize("case", list(LAGGING))
+def test_journal_lagging_behind_the_schema(case: str, fixture_copy: Any) -> None:
+    sabotage, says = LAGGING[case]
     db = fixture_copy("legacy-0010.db")
     conn = apsw.Connection(str(db))
-    conn.execute("DELETE FROM __drizzle_migrations WHERE created_at > ?", (b.upstream()[5]["when"],))
+    conn.execute(sabotage)
     conn.close()
     before = b.dump(db)
 
-    r = migrate(db)
+    r = migrate(db, "--no-backup")
     assert r.code == 0, r.output
-    assert "the legacy journal says 0005 but the schema is at 0010; the schema decides" in r.stdout
+    assert says in r.stdout
+    assert "schema: at upstream step 0010 (by its schema)" in r.stdout
     assert "adopted 0000..0010 (9 migrations)" in r.stdout and "applied 0" not in r.stdout
     assert_adopted_then_applied(db, upto=10)
     after = b.dump(db)
     after.pop("agor_migrations")
     assert after == before
+    assert "backup written" not in r.stdout and backups(db) == []  # --no-backup
 
 
 def test_journal_running_ahead_of_the_schema(fixture_copy: Any, fresh: Path) -> None:
@@ -425,6 +439,21 @@ def test_structural_mismatch_is_refused_until_the_operator_decides(case: str, fi
     after.pop("agor_migrations")
     assert after == before
     assert len(backups(db)) == 1
+
+
+def test_adopt_as_cannot_overrule_a_schema_that_matches_a_step(fixture_copy: Any) -> None:
+    """--adopt-as 0005 on a 0010 file would record 0008 as pending, and 0008 would fail on it forever."""
+    db = fixture_copy("legacy-0010.db")
+    digest = b.sha256(db)
+    for value, code, message in (
+        ("0005", 3, "--adopt-as 0005: this database's schema is at 0010_add_archive_columns (the schema decides)"),
+        ("0007", 2, "--adopt-as 0007: there is no archived SQLite migration with that version (there are 0000,"),
+    ):
+        r = migrate(db, "--adopt-as", value)
+        assert r.code == code, r.output
+        assert message in r.stderr
+        assert b.sha256(db) == digest
+    assert sorted(p.name for p in db.parent.iterdir()) == [db.name]
 
 
 def test_unrelated_database_is_refused_and_untouched(tmp_path: Path) -> None:
