@@ -99,7 +99,8 @@ class Assessment:
         if self.adopt:
             first, last = self.adopt[0].version, self.adopt[-1].version
             lines.append(
-                f"will adopt: {first:04d}..{last:04d} ({len(self.adopt)} archived steps, recorded as 'adopted')"
+                f"will adopt: {first:04d}..{last:04d} ({len(self.adopt)} archived "
+                f"step{'s' if len(self.adopt) != 1 else ''}, recorded as 'adopted')"
             )
         if self.repair:
             lines.append(f"will repair (rebuild into canonical form): {', '.join(self.repair)}")
