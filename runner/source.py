@@ -15,7 +15,7 @@ from .errors import MigrationFileError, UsageError
 from .models import Migration, Script, Statement
 
 SQL_DIR_ENV = "AGOR_SQL_DIR"
-FILE_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>[A-Za-z0-9][A-Za-z0-9_\-]*)\.sql$")
+FILE_NAME = re.compile(r"^(?P<version>[0-9]+)_(?P<name>[A-Za-z0-9][A-Za-z0-9_\-]*)\.sql$")
 _BOM = b"\xef\xbb\xbf"
 
 

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote
 
 from .errors import UrlError
 
@@ -26,6 +26,7 @@ SUPPORTED = (
 )
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
+_SCHEME_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 _USERINFO_PASSWORD = re.compile(r"^(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^/@?#]*?:)(?P<pw>[^/@?#]*)(?P<tail>@)")
 _KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 
@@ -75,19 +76,23 @@ def _passwords(raw: str) -> list[str]:
 
 
 def redact_url(raw: str) -> str:
-    """Replace every password in a URL (userinfo, ``?password=``, ``password=`` keyword) with ``***``."""
+    """Replace every password in a URL (userinfo, ``?password=``, ``password=`` keyword) with ``***``.
+
+    Plain string work, no URL parser: it must never fail, whatever a user typed."""
+    if not _SCHEME_URL.match(raw):
+        return _KEYWORD_PASSWORD.sub(lambda m: f"{m.group(1)}***", raw)
     out = _USERINFO_PASSWORD.sub(
         lambda m: f"{m.group('head')}***{m.group('tail')}" if m.group("pw") else m.group(0), raw
     )
-    if "?" in out and "://" in out:
-        parts = urlsplit(out)
-        query = parse_qsl(parts.query, keep_blank_values=True)
-        if any(k.lower() == "password" for k, _ in query):
-            safe = [(k, "***" if k.lower() == "password" else v) for k, v in query]
-            out = urlunsplit(parts._replace(query=urlencode(safe, safe="*/")))
-    elif "://" not in out:
-        out = _KEYWORD_PASSWORD.sub(lambda m: f"{m.group(1)}***", out)
-    return out
+    head, sep, query = out.partition("?")
+    if not sep:
+        return out
+    query, hash_, fragment = query.partition("#")
+    fields = []
+    for item in query.split("&"):
+        key, eq, _value = item.partition("=")
+        fields.append(f"{key}=***" if eq and unquote(key).strip().lower() == "password" else item)
+    return head + "?" + "&".join(fields) + hash_ + fragment
 
 
 def redact(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
@@ -112,7 +117,7 @@ def parse_url(raw: str, source: str = "--database-url") -> DatabaseUrl:
     if scheme in ("postgres", "postgresql"):
         if not text[len(scheme) + 1 :].startswith("//"):
             raise UrlError(
-                f"cannot read the PostgreSQL URL {redact_url(text)!r} from {source}: expected {scheme}://...",
+                f"cannot read the PostgreSQL URL from {source}: it must start with {scheme}://",
                 hint=_supported_hint(),
             )
         return DatabaseUrl("postgres", text, source, conninfo=text)

@@ -140,10 +140,11 @@ class PostgresDriver:
         ).fetchone()
         if holder:
             pid, app, since, state, addr = holder
-            who = (
-                f"pid {pid}, application_name {app!r}, connected since "
-                f"{since:%Y-%m-%d %H:%M:%S %Z}, state {state}" + (f", from {addr}" if addr else "")
-            )
+            # another role's session shows NULL details unless we may read all stats
+            who = f"pid {pid}, application_name {app!r}"
+            who += f", connected since {since:%Y-%m-%d %H:%M:%S %Z}" if since is not None else ""
+            who += f", state {state}" if state else ""
+            who += f", from {addr}" if addr else ""
         else:
             who = "a session that has since released it"
         return LockTimeout(
