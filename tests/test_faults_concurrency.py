@@ -206,7 +206,7 @@ def test_sqlite_lock_timeout_behind_a_real_runner(tmp_path: Path, sql_root: Path
     write_migrations(sql_root, "sqlite", {"0001_a.sql": "CREATE TABLE a (id INTEGER);\n"})
     db = tmp_path / "held.db"
     writer = apsw.Connection(str(db))
-    writer.execute("CREATE TABLE other (id INTEGER)")
+    writer.execute("PRAGMA user_version = 7")  # an existing, empty database (nothing to adopt)
     writer.execute("BEGIN IMMEDIATE")
     holder = _spawn(["migrate", "-d", str(db), "--sql-dir", str(sql_root)])
     try:

@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,11 @@ FAT = {
 
 
 def _run(
-    args: Sequence[str], *, prefix: Sequence[str] = (), preexec: Callable[[], None] | None = None
+    args: Sequence[str],
+    *,
+    prefix: Sequence[str] = (),
+    preexec: Callable[[], None] | None = None,
+    timeout: float = 60,
 ) -> tuple[int, str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AGOR_", "DATABASE_URL"))}
     proc = subprocess.run(
@@ -41,7 +46,7 @@ def _run(
         text=True,
         env=env,
         preexec_fn=preexec,
-        timeout=60,
+        timeout=timeout,
     )
     for secret in SECRETS:
         assert secret not in proc.stdout + proc.stderr
@@ -130,8 +135,10 @@ def test_exclusive_writer_is_a_lock_timeout_too(tmp_path: Path, sql_root: Path) 
     writer = apsw.Connection(str(db))
     writer.execute("BEGIN EXCLUSIVE")
     writer.execute("INSERT INTO base VALUES (99)")
+    started = time.monotonic()
     try:
-        code, out, err = _run([*args, "--lock-timeout", "0.3"])
+        # every wait, the no-op fast path's included, must stay within --lock-timeout
+        code, out, err = _run([*args, "--lock-timeout", "0.3"], timeout=15)
     finally:
         writer.execute("ROLLBACK")
         writer.close()
@@ -139,6 +146,26 @@ def test_exclusive_writer_is_a_lock_timeout_too(tmp_path: Path, sql_root: Path) 
     assert "applied" not in out
     assert _snapshot(db) == before
     assert code == 4, err
+    assert time.monotonic() - started < 10
+
+
+def test_exclusive_writer_on_an_up_to_date_database(tmp_path: Path, sql_root: Path) -> None:
+    """The no-op check reads without the lock; a busy file must not make it wait 60 s either."""
+    db, args = _prepared(tmp_path, sql_root)
+    (sql_root / "sqlite" / "0002_fat.sql").unlink()
+    writer = apsw.Connection(str(db))
+    writer.execute("BEGIN EXCLUSIVE")
+    writer.execute("INSERT INTO base VALUES (99)")
+    started = time.monotonic()
+    try:
+        code, _out, err = _run([*args, "--lock-timeout", "0.3"], timeout=15)
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert code == 4, err
+    assert time.monotonic() - started < 10
+    code, out, err = _run(args)
+    assert code == 0 and "nothing to migrate" in out, err
 
 
 # -- read-only file ------------------------------------------------------------------------------
