@@ -120,12 +120,12 @@ def _fmt_ms(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _parse_target(to: str | None) -> int | None:
+def _parse_target(to: str | None, option: str = "--to") -> int | None:
     if to is None:
         return None
     digits = to.split("_", 1)[0]
-    if not digits.isdigit():
-        raise UsageError(f"--to {to!r}: expected a version number such as 0010")
+    if not (digits.isascii() and digits.isdigit()):
+        raise UsageError(f"{option} {to!r}: expected a version number such as 0010")
     return int(digits)
 
 
@@ -185,7 +185,7 @@ def migrate(
             _parse_target(to),
             allow_out_of_order,
             lock_timeout,
-            adopt_as=_parse_target(adopt_as),
+            adopt_as=_parse_target(adopt_as, "--adopt-as"),
             repair=not no_repair,
             backup=not no_backup,
         )

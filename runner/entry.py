@@ -38,7 +38,11 @@ def _noop_migrate(args: list[str]) -> int | None:
         if url.dialect == "sqlite" and (url.is_memory or url.path is None or not url.path.is_file()):
             return None
         migrations = list_migrations(dialect_dir(sql_root(given.get("sql_dir")), url.dialect))
-        driver = open_driver(url, readonly=True)
+        try:
+            busy = float(given.get("lock", os.environ.get("AGOR_LOCK_TIMEOUT", "60")))
+        except ValueError:
+            return None
+        driver = open_driver(url, readonly=True, busy_timeout=busy)
         try:
             if not driver.journal_exists():
                 return None
