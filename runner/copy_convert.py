@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from operator import itemgetter
 from typing import Any, Literal
 
 from .copy_schema import Column, quote
@@ -114,7 +115,16 @@ class Bytes:
 _NUM = "\ufdd0"  # a noncharacter: marks numbers kept as text through the encoder
 
 
-def _pg_number(text: str) -> str:
+def _pg_number(text: str) -> float | str:
+    """A JSON number as jsonb prints it (numeric: the written digits, no exponent, no negative zero).
+
+    Most numbers are plain decimals that a float prints back exactly (``0.034819``): those stay floats,
+    which the C encoder writes directly. The rest travel as marked strings that lose their quotes in
+    ``jsonb_text``: the marker costs two passes over the whole text, so it is kept for the rare cases.
+    """
+    f = float(text)
+    if f and "e" not in text and repr(f) == text:
+        return f
     d = Decimal(text)
     out = format(d, "f")
     if d == 0 and out.startswith("-"):
@@ -123,8 +133,8 @@ def _pg_number(text: str) -> str:
 
 
 class _KeyOrder(dict[str, tuple[int, bytes]]):
-    """jsonb orders object keys by byte length, then bytewise. Keys repeat a lot, so their sort keys
-    are cached and looked up by the C-level ``__getitem__`` (no Python call per key on a hit)."""
+    """jsonb's key order (byte length, then bytes) for non-ASCII keys. Keys repeat a lot, so their sort
+    keys are cached and looked up by the C-level ``__getitem__`` (no Python call per key on a hit)."""
 
     def __missing__(self, key: str) -> tuple[int, bytes]:
         raw = key.encode("utf-8", "surrogatepass")
@@ -135,14 +145,22 @@ class _KeyOrder(dict[str, tuple[int, bytes]]):
 
 
 _ORDER = _KeyOrder()
+_FIRST = itemgetter(0)
 
 
 def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    d = dict(pairs)  # of duplicate keys the last one wins, as in jsonb
-    if len(d) < 2:
-        return d
-    keys = sorted(d, key=_ORDER.__getitem__)
-    return dict(zip(keys, map(d.__getitem__, keys), strict=True))
+    """One JSON object with its keys in jsonb's order; called by the C scanner for every object."""
+    if len(pairs) < 2:
+        return dict(pairs)
+    # Code point order is UTF-8 byte order; the sort is stable, so duplicate keys stay in document order
+    # and dict() keeps the last value, as jsonb does. A stable sort by length then gives jsonb's
+    # (length, bytes) order, all in C, as long as length in characters is length in bytes (ASCII).
+    pairs.sort(key=_FIRST)
+    d = dict(pairs)
+    keys = sorted(d, key=len)
+    if not "".join(keys).isascii():
+        keys = sorted(d, key=_ORDER.__getitem__)
+    return {k: d[k] for k in keys}
 
 
 def _no_constant(name: str) -> Any:

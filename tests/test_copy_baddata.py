@@ -249,8 +249,28 @@ def test_not_null_violation_is_reported():
 
 
 @pytest.mark.parametrize(
-    "text", ['{"b": 1, "a": 2, "aa": [1.50, 1e2, -0, 0.0, 1E-7]}', '"\\u00e9\\/"', '{"a": 1, "a": 2}', "[]", "{}"]
-)
+    "text",
+    [
+        '{"b": 1, "a": 2, "aa": [1.50, 1e2, -0, 0.0, 1E-7]}', '"\\u00e9\\/"', '{"a": 1, "a": 2}', "[]", "{}",
+        '[0.034819, 7e-05, -0.0, 1E5, 100.0, 1.10, -2.5, 0.30000000000000004, 123456789012345678.0, 1e400, -1e-400]',
+        '{"bb": 1, "a": 2, "bb": 3, "\u00e9": 4, "ab": 5, "z": {"yy": [], "x": null}, "é": 6, "aé": 7, "ba": 8}',
+        '{"\\u0001\\b\\f\\n\\r\\t\\"\\\\": "\\u001F\\u007f\\ud83d\\ude80 ✅"}',
+    ],
+)  # fmt: skip
 def test_jsonb_text_matches_postgres(pg_db, text):
     with psycopg.connect(pg_db) as conn:
         assert jsonb_text(text) == conn.execute("SELECT %s::jsonb::text", (text,)).fetchone()[0]
+
+
+def test_lone_surrogate_escape_reported_not_crashed(tmp_path, pg_db):
+    # json_valid accepts "\ud800", jsonb refuses it: the exact check must catch it when hashing, before writing.
+    src = _only(tmp_path, data='{"a": "\\ud800"}')
+    with pytest.raises(BadData) as exc:
+        run_copy(src, pg_db)
+    assert "unpaired UTF-16 surrogate" in str(exc.value) and "message_id='bad'" in str(exc.value)
+    assert set(counts(pg_db).values()) == {0}
+    r = run_cli("copy", "--from", str(src), "--to", pg_db, "--check")
+    assert r.code == 1 and "unpaired UTF-16 surrogate" in r.stderr
+    run_copy(src, pg_db, invalid_json="drop")
+    assert _pg_value(pg_db, "SELECT 1 FROM messages WHERE message_id='bad'") == "absent"
+    assert _pg_value(pg_db, "SELECT count(*) FROM messages") == 1
