@@ -506,9 +506,31 @@ class Copier:
             copy_cm = conn.cursor().copy(f"COPY {quote(table.name)} ({cols}) FROM STDIN")
             copy = copy_cm.__enter__()
         policies = self.options.policies
+        report = self.report
+        add, check = hasher.add, hasher.check
+        write_row = copy.write_row if copy is not None else None
         seen = 0
         copied = 0
         last = ROWID_MIN
+        writing = self.writing and report.ok  # changes only when the slow path reports a problem
+
+        def slow(row: tuple[Any, ...]) -> tuple[Any, ...] | None:
+            nonlocal writing
+            values = self._slow(src, pair, convs, fks, pk, pk_idx, row, policies, drop_rowids)
+            writing = self.writing and report.ok
+            if values is None:
+                result.dropped_rows += 1
+            return values
+
+        def unhashable(row: tuple[Any, ...]) -> tuple[Any, ...] | None:
+            """A row the SQLite-side test passed but that cannot be hashed (a lone surrogate escape in
+            JSON, which json_valid accepts and jsonb refuses): the exact check decides, before writing."""
+            values = slow(row)
+            if values is None or not writing:
+                return None
+            add(values)
+            return values
+
         try:
             params: tuple[Any, ...] = (last,) if source.has_rowid else ()
             while True:
@@ -516,20 +538,30 @@ class Copier:
                 try:
                     for row in rows:
                         seen += 1
-                        last = row[0]
-                        values = row[1:-1]
-                        if row[-1] or (lost and self.drop_count) or last in drop_rowids:
-                            values = self._slow(src, pair, convs, fks, pk, pk_idx, row, policies, drop_rowids)
-                            if values is None:
-                                result.dropped_rows += 1
-                                continue
-                        if self.writing and self.report.ok:
-                            hasher.add(values)
-                            if copy is not None:
-                                copy.write_row(values)
-                            copied += 1
                         if seen % PROGRESS_EVERY == 0:
                             self.progress.table_rows(table.name, seen)
+                        last = row[0]
+                        if row[-1] or (lost and self.drop_count) or last in drop_rowids:
+                            values = slow(row)
+                            if values is None:
+                                continue
+                        else:
+                            values = row[1:-1]
+                        if writing:
+                            try:
+                                add(values)
+                            except (ValueError, ArithmeticError):  # UnicodeEncodeError is a ValueError
+                                values = unhashable(row)
+                                if values is None:
+                                    continue
+                            if write_row is not None:
+                                write_row(values)
+                            copied += 1
+                        else:
+                            try:
+                                check(values)
+                            except (ValueError, ArithmeticError):
+                                slow(row)
                     break
                 except UnicodeDecodeError:
                     if not source.has_rowid:
@@ -540,13 +572,11 @@ class Copier:
                     raw = self._raw_row(src, source.name, names, flag, last)
                     seen += 1
                     last = raw[0]
-                    values = self._slow(src, pair, convs, fks, pk, pk_idx, raw, policies, drop_rowids)
-                    if values is None:
-                        result.dropped_rows += 1
-                    elif self.writing and self.report.ok:
-                        hasher.add(values)
-                        if copy is not None:
-                            copy.write_row(values)
+                    values = slow(raw)
+                    if values is not None and writing:
+                        add(values)
+                        if write_row is not None:
+                            write_row(values)
                         copied += 1
                     params = (last,)
         except BaseException as exc:
