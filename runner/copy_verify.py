@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from hashlib import md5
 from typing import Any
 
-from .copy_convert import Converter, canonical_source, jsonb_text
+from .copy_convert import Converter, canonical_source, jsonb_loadable
 from .copy_schema import quote
 
 
@@ -43,12 +43,12 @@ class RowHasher:
         self.rows += 1
 
     def check(self, values: tuple[Any, ...] | list[Any]) -> None:
-        """What ``add`` would raise, without hashing (for --check): only JSON with a \\u escape can fail
-        once SQLite's json_valid has passed it."""
+        """What ``add`` would raise, without hashing (for --check): once SQLite's json_valid has passed a
+        JSON text, only a NUL byte or a \\u escape (\\u0000, a lone surrogate) can still make it fail."""
         for i in self._json:
             v = values[i]
-            if v is not None and "\\u" in v:
-                jsonb_text(v).encode("utf-8")
+            if v is not None and ("\\u" in v or "\x00" in v):
+                jsonb_loadable(v).encode("utf-8")
 
     def digest(self) -> Digest:
         return Digest(self.rows, self.total)

@@ -274,3 +274,21 @@ def test_lone_surrogate_escape_reported_not_crashed(tmp_path, pg_db):
     run_copy(src, pg_db, invalid_json="drop")
     assert _pg_value(pg_db, "SELECT 1 FROM messages WHERE message_id='bad'") == "absent"
     assert _pg_value(pg_db, "SELECT count(*) FROM messages") == 1
+
+
+def test_nul_byte_after_json_and_escaped_backslash_u0000(tmp_path, pg_db):
+    # SQLite's json_valid stops at a NUL byte; jsonb refuses it. A backslash followed by "u0000" is no NUL.
+    path = tmp_path / "n.db"
+    c = base_source(path)
+    message(c, "nul-after", data='{"a": 1}\x00junk')
+    message(c, "no-nul", data='{"a": "\\\\u0000"}')
+    c.close()
+    r = run_cli("copy", "--from", str(path), "--to", pg_db, "--check")
+    assert r.code == 1 and "invalid JSON: 1" in r.stderr and "message_id='nul-after'" in r.stderr
+    assert "no-nul" not in r.stderr
+    with pytest.raises(BadData):
+        run_copy(path, pg_db)
+    assert set(counts(pg_db).values()) == {0}
+    run_copy(path, pg_db, invalid_json="drop")
+    assert _pg_value(pg_db, "SELECT data->>'a' FROM messages WHERE message_id='no-nul'") == "\\u0000"
+    assert _pg_value(pg_db, "SELECT 1 FROM messages WHERE message_id='nul-after'") == "absent"
