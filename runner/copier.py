@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .copy_convert import Bytes, Converter, Issue, Policies, converter_for, shorten
+from .copy_convert import Bytes, Converter, Issue, Policies, binary_copy_types, converter_for, shorten
 from .copy_scan import Report, duplicate_sql, key_text, orphan_sql, unique_keys_to_check
 from .copy_schema import RUNS_TABLE, Pair, Table, match, quote, read_source, read_target
 from .copy_verify import Digest, RowHasher, server_digest
@@ -503,8 +503,13 @@ class Copier:
         copy_cm: Any = None
         copy: Any = None
         if writing:
-            copy_cm = conn.cursor().copy(f"COPY {quote(table.name)} ({cols}) FROM STDIN")
+            cur = conn.cursor()
+            binary = binary_copy_types(cur.adapters, pair.columns, conn.info.encoding)
+            fmt = " (FORMAT BINARY)" if binary else ""
+            copy_cm = cur.copy(f"COPY {quote(table.name)} ({cols}) FROM STDIN{fmt}")
             copy = copy_cm.__enter__()
+            if binary:
+                copy.set_types(binary)
         policies = self.options.policies
         report = self.report
         add, check = hasher.add, hasher.check

@@ -28,6 +28,7 @@ class Column:
     max_length: int | None  # varchar(n)
     not_null: bool
     has_default: bool
+    oid: int = 0  # the type's oid (pg_attribute.atttypid), for binary COPY
 
 
 @dataclass(frozen=True)
@@ -96,10 +97,10 @@ def read_target(conn: Any) -> dict[str, Table]:
     for name in names:
         oid = conn.execute("SELECT %s::regclass::oid", (quote(name),)).fetchone()[0]
         cols = tuple(
-            Column(n, t, (m - 4) if t == "character varying" and m > 0 else None, nn, d)
-            for n, t, m, nn, d in conn.execute(
+            Column(n, t, (m - 4) if t == "character varying" and m > 0 else None, nn, d, o)
+            for n, t, m, nn, d, o in conn.execute(
                 "SELECT a.attname, format_type(a.atttypid, NULL), a.atttypmod, a.attnotnull, "
-                "a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '' "
+                "a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '', a.atttypid::int "
                 "FROM pg_attribute a WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped "
                 "ORDER BY a.attnum",
                 (oid,),
