@@ -128,7 +128,7 @@ def test_pg_lock_timeout_names_the_holder(pg_db: str, sql_root: Path, pg_admin_o
                 )[0]
                 waiters = [
                     _spawn(["migrate", "-d", pg_db, "--sql-dir", str(sql_root), "--lock-timeout", "0.3"])
-                    for _ in range(4)
+                    for _ in range(3)
                 ]
                 results = [_finish(w) for w in waiters]
             finally:
@@ -185,7 +185,7 @@ def test_sqlite_lock_timeout_while_a_run_holds_the_lock(tmp_path: Path, sql_root
         fcntl.flock(fd, fcntl.LOCK_EX)
         started = time.monotonic()
         waiters = [
-            _spawn(["migrate", "-d", str(db), "--sql-dir", str(sql_root), "--lock-timeout", "0.3"]) for _ in range(4)
+            _spawn(["migrate", "-d", str(db), "--sql-dir", str(sql_root), "--lock-timeout", "0.3"]) for _ in range(3)
         ]
         results = [_finish(w) for w in waiters]
         assert time.monotonic() - started < 15
