@@ -231,6 +231,19 @@ def _checked_target(conn: Any, url: DatabaseUrl, root: Path) -> dict[str, Table]
 # -- copy ------------------------------------------------------------------------------------
 
 
+COPY_QUEUE = 64  # buffers of ~32 KB: the most a slower server can make the writer thread hold
+
+
+def _writer(cur: Any) -> Any:
+    """A COPY writer whose thread waits on the socket while the main thread reads, checks and hashes the
+    next rows (psycopg releases the GIL while it waits), with a short queue so memory stays flat."""
+    from psycopg.copy import QueuedLibpqWriter
+
+    writer = QueuedLibpqWriter(cur)
+    writer._queue = type(writer._queue)(maxsize=COPY_QUEUE)
+    return writer
+
+
 class Copier:
     def __init__(self, src: DatabaseUrl, dst: DatabaseUrl, root: Path, options: CopyOptions, progress: Progress):
         self.src, self.dst, self.root, self.options, self.progress = src, dst, root, options, progress
@@ -506,7 +519,7 @@ class Copier:
             cur = conn.cursor()
             binary = binary_copy_types(cur.adapters, pair.columns, conn.info.encoding)
             fmt = " (FORMAT BINARY)" if binary else ""
-            copy_cm = cur.copy(f"COPY {quote(table.name)} ({cols}) FROM STDIN{fmt}")
+            copy_cm = cur.copy(f"COPY {quote(table.name)} ({cols}) FROM STDIN{fmt}", writer=_writer(cur))
             copy = copy_cm.__enter__()
             if binary:
                 copy.set_types(binary)
