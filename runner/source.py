@@ -157,6 +157,10 @@ def parse(migration: Migration, known_ids: set[str] | None = None) -> Script:
 
 
 def _only_comments(sql: str) -> bool:
+    # A chunk that starts with code is a statement; only the rest needs sqlparse's (slow) tokenizer,
+    # which costs ~0.35 ms per statement: a quarter of a small migration's apply time on SQLite.
+    if not sql.lstrip().startswith(("--", "/*", ";")):
+        return False
     import sqlparse
 
     return not sqlparse.format(sql, strip_comments=True).strip().rstrip(";").strip()

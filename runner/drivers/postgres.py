@@ -90,6 +90,11 @@ class PostgresDriver:
         self.readonly = readonly
         self.conn = connect(url)
         self._locked = False
+        if not readonly and self.conn.info.server_version >= 140000:
+            # A runner killed mid-statement otherwise keeps its session, and so the migration lock,
+            # until the statement ends (minutes, for a big CREATE INDEX); with this the server polls
+            # the socket and ends the session within a second (PostgreSQL 14+, settable by any user).
+            self.conn.execute("SET client_connection_check_interval = '1s'")
 
     def close(self) -> None:
         if not self.conn.closed:
