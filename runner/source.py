@@ -69,6 +69,16 @@ def list_migrations(folder: Path) -> list[Migration]:
     A ``.sql`` file whose name does not fit, or two files with one version, stop the run here,
     before any database work.
     """
+    try:
+        return _list_migrations(folder)
+    except OSError as exc:
+        raise MigrationFileError(
+            f"cannot read the migration folder {folder}: {exc.strerror or exc}",
+            hint="check that the folder and its files are readable by this user",
+        ) from None
+
+
+def _list_migrations(folder: Path) -> list[Migration]:
     found: dict[int, Migration] = {}
     bad: list[str] = []
     with os.scandir(folder) as entries:
@@ -100,7 +110,10 @@ def list_migrations(folder: Path) -> list[Migration]:
 
 
 def read_text(migration: Migration) -> str:
-    raw = migration.path.read_bytes()
+    try:
+        raw = migration.path.read_bytes()
+    except OSError as exc:
+        raise MigrationFileError(f"cannot read {migration.path}: {exc.strerror or exc}") from None
     try:
         text = normalised_bytes(raw).decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -153,14 +153,21 @@ class CliResult:
         return self.stdout + self.stderr
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 120) -> CliResult:
+def run_cli(
+    *args: str,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 120,
+    prefix: list[str] | None = None,
+) -> CliResult:
     """Run the real `agor-db` in a subprocess (plain output, no tty) and check it leaked no secret."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("AGOR_", "DATABASE_URL"))}
     full_env["HOME"] = full_env.get("AGOR_TEST_HOME", full_env.get("HOME", "/tmp"))
+    full_env["PYTHONDONTWRITEBYTECODE"] = "1"
     if env:
         full_env.update(env)
     proc = subprocess.run(
-        [sys.executable, "-m", "agor_db", *args],
+        [*(prefix or []), sys.executable, "-m", "agor_db", *args],
         capture_output=True,
         text=True,
         env=full_env,
@@ -172,6 +179,11 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
         assert secret not in result.output, f"a password leaked into the output of agor-db {' '.join(args)}"
     assert "Traceback" not in result.stderr, result.stderr
     return result
+
+
+def run_cli_as_nobody(*args: str) -> CliResult:
+    """Run the CLI as uid/gid 65534 (for permission tests when the suite runs as root)."""
+    return run_cli(*args, prefix=["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"])
 
 
 @pytest.fixture

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import apsw
 import pytest
-from conftest import run_cli, write_migrations
+from conftest import run_cli, run_cli_as_nobody, write_migrations
 
 from agor_db.core import RunOptions, migrate
 from agor_db.urls import parse_url
@@ -161,6 +163,14 @@ def test_busy_writer_gives_a_clear_error(tmp_path: Path, sql_root: Path) -> None
 
 @pytest.mark.parametrize("case", ["directory", "missing_dir", "not_a_db", "unwritable_dir"])
 def test_unusable_locations(tmp_path: Path, sql_root: Path, case: str) -> None:
+    as_nobody = case == "unwritable_dir" and os.geteuid() == 0
+    if as_nobody:
+        # root writes through any mode bits: run as nobody, in a directory tree nobody may read
+        if not shutil.which("setpriv"):
+            pytest.skip("running as root without setpriv: cannot make a directory unwritable")
+        tmp_path = Path(tempfile.mkdtemp(prefix="agor-ro-"))
+        tmp_path.chmod(0o755)
+        sql_root = tmp_path / "sql"
     write_migrations(sql_root, "sqlite", {"0001_a.sql": "CREATE TABLE a (id INTEGER);\n"})
     if case == "directory":
         target, expected = tmp_path, "is a directory, not a SQLite database file"
@@ -171,19 +181,46 @@ def test_unusable_locations(tmp_path: Path, sql_root: Path, case: str) -> None:
         target.write_text("hello, this is not sqlite " * 100)
         expected = "is not a SQLite database"
     else:
-        if os.geteuid() == 0:
-            pytest.skip("running as root: directory permissions do not stop root")
         locked = tmp_path / "ro"
         locked.mkdir()
         locked.chmod(0o555)
         target, expected = locked / "a.db", "is not writable"
     before = sorted(p.name for p in tmp_path.iterdir())
-    r = run_cli("migrate", "-d", str(target), "--sql-dir", str(sql_root))
-    assert r.code == 5, r.output
-    assert expected in r.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == before
-    if case == "not_a_db":
-        assert target.read_text().startswith("hello")
+    try:
+        if as_nobody:
+            r = run_cli_as_nobody("migrate", "-d", str(target), "--sql-dir", str(sql_root))
+        else:
+            r = run_cli("migrate", "-d", str(target), "--sql-dir", str(sql_root))
+        assert r.code == 5, r.output
+        assert expected in r.stderr
+        assert sorted(p.name for p in tmp_path.iterdir()) == before
+        if case == "not_a_db":
+            assert target.read_text().startswith("hello")
+        if case == "unwritable_dir":
+            assert list((tmp_path / "ro").iterdir()) == []
+    finally:
+        if as_nobody:
+            shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_unreadable_migration_folder_is_a_clear_error(tmp_path: Path) -> None:
+    if os.geteuid() == 0 and not shutil.which("setpriv"):
+        pytest.skip("running as root without setpriv: cannot make a folder unreadable")
+    root = Path(tempfile.mkdtemp(prefix="agor-unreadable-"))
+    try:
+        root.chmod(0o755)
+        folder = write_migrations(root / "sql", "sqlite", {"0001_a.sql": "SELECT 1;\n"})
+        folder.chmod(0o700 if os.geteuid() == 0 else 0o000)
+        db = root / "db"
+        db.mkdir(mode=0o777)
+        db.chmod(0o777)
+        runner = run_cli_as_nobody if os.geteuid() == 0 else run_cli
+        r = runner("migrate", "-d", str(db / "a.db"), "--sql-dir", str(root / "sql"))
+        assert r.code == 2, r.output
+        assert f"cannot read the migration folder {folder}: Permission denied" in r.stderr
+        assert list(db.iterdir()) == []
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_default_location_is_created_under_home(tmp_path: Path, sql_root: Path) -> None:
