@@ -67,6 +67,8 @@ lint:
     ruff check runner tests bench
     mypy
 
-# Run the benchmarks
-bench *ARGS:
-    {{python}} bench/run.py "$@"
+# Run the benchmarks (migrate beside yoyo and dbmate, then the copy beside pgloader); results go to bench/out/
+bench:
+    mkdir -p bench/out
+    {{python}} bench/bench_migrate.py --out bench/out/migrate.md
+    {{python}} bench/bench_copy.py
