@@ -20,6 +20,7 @@ from typing import Any
 import apsw
 from agor_db.adopt import Reference, build_references
 from agor_db.source import dialect_dir, list_migrations, parse
+from conftest import AGOR_TABLES
 
 REPO = Path(__file__).resolve().parent.parent
 SQL = REPO / "sql"
@@ -28,19 +29,7 @@ LEGACY_DDL = (
     'CREATE TABLE IF NOT EXISTS "__drizzle_migrations" (\n\t\t\tid SERIAL PRIMARY KEY,\n'
     "\t\t\thash text NOT NULL,\n\t\t\tcreated_at numeric\n\t\t)"
 )
-APP_TABLES = (
-    "users",
-    "boards",
-    "repos",
-    "worktrees",
-    "sessions",
-    "tasks",
-    "messages",
-    "board_objects",
-    "board_comments",
-    "mcp_servers",
-    "session_mcp_servers",
-)
+APP_TABLES = AGOR_TABLES
 # Enum-ish columns the bootstrap DDL guarded with CHECK; the value lists cover every value in the fixtures.
 CHECKS = {
     "sessions": ("status", ("idle", "running", "awaiting_permission", "completed", "failed")),

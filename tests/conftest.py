@@ -30,6 +30,21 @@ WRONG_PASSWORD = "wr0ng-Agor-pw!y"
 SECRETS = (TEST_PASSWORD, WRONG_PASSWORD, quote(TEST_PASSWORD, safe=""), quote(WRONG_PASSWORD, safe=""))
 TEST_ROLE = "agor_test"
 
+# Agor's application tables in an order where every table comes after the tables it references.
+AGOR_TABLES = (
+    "users",
+    "boards",
+    "repos",
+    "worktrees",
+    "sessions",
+    "tasks",
+    "messages",
+    "board_objects",
+    "board_comments",
+    "mcp_servers",
+    "session_mcp_servers",
+)
+
 
 def needs_shared(path: Path) -> Path:
     if not path.exists():

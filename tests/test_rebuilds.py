@@ -22,22 +22,10 @@ from agor_db.errors import MigrationFailed
 from agor_db.schema import introspect_sqlite, load_kinds
 from agor_db.source import list_migrations, parse
 from agor_db.urls import parse_url
-from conftest import REPO
+from conftest import AGOR_TABLES, REPO
 
 SQL = REPO / "sql"
-ORDER = [
-    "users",
-    "boards",
-    "repos",
-    "worktrees",
-    "sessions",
-    "tasks",
-    "messages",
-    "board_objects",
-    "board_comments",
-    "mcp_servers",
-    "session_mcp_servers",
-]
+ORDER = list(AGOR_TABLES)
 ROWS = 6
 IMPLIED = {"sessions": {"board_id": "boards", "parent_session_id": "sessions", "forked_from_session_id": "sessions"}}
 
