@@ -277,7 +277,11 @@ def test_just_dry_run_db_up_starts_the_db_waits_then_migrates():
         ("lint", ["ruff check runner tests bench", "mypy"]),
         (
             "bench",
-            ["mkdir -p bench/out", "python bench/bench_migrate.py --out bench/out/migrate.md", "python bench/bench_copy.py"],
+            [
+                "mkdir -p bench/out",
+                "python bench/bench_migrate.py --out bench/out/migrate.md",
+                "python bench/bench_copy.py",
+            ],
         ),
         ("db-down", ["docker compose -f docker-compose.dev.yml down"]),
     ],
