@@ -53,15 +53,17 @@ def raw_copy(source: str, url: str) -> None:
 
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run a child under /usr/bin/time; wall seconds, peak RSS (MB), output."""
-    full = [*(["/usr/bin/time", "-f", "TIME %e %M"] if Path("/usr/bin/time").exists() else []), *cmd]
+    full = [*(["/usr/bin/time", "-f", "TIME %e %M %U %S"] if Path("/usr/bin/time").exists() else []), *cmd]
     started = time.perf_counter()
     proc = subprocess.run(full, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - started
-    rss = None
-    m = re.search(r"TIME ([\d.]+) (\d+)", proc.stderr)
+    rss = cpu = None
+    m = re.search(r"TIME ([\d.]+) (\d+) ([\d.]+) ([\d.]+)", proc.stderr)
     if m:
         rss = int(m.group(2)) / 1024
-    return {"code": proc.returncode, "wall": wall, "rss_mb": rss, "stdout": proc.stdout, "stderr": proc.stderr}
+        cpu = float(m.group(3)) + float(m.group(4))  # the child's own CPU (user + system), not the server's
+    out = {"code": proc.returncode, "wall": wall, "rss_mb": rss, "cpu_s": cpu}
+    return {**out, "stdout": proc.stdout, "stderr": proc.stderr}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,11 +170,14 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(data, ignore_errors=True)
 
     print()
-    print(f"{'contender':<14} {'wall s':>8} {'rows/s':>10} {'MB/s':>8} {'peak RSS MB':>12} {'messages s':>11}")
+    print(
+        f"{'contender':<14} {'wall s':>8} {'rows/s':>10} {'MB/s':>8} {'peak RSS MB':>12} {'messages s':>11} "
+        f"{'client CPU s':>13}"
+    )
     for name, r in results.items():
         print(
             f"{name:<14} {r['wall']:>8.1f} {total_rows / r['wall']:>10,.0f} {size / 1e6 / r['wall']:>8.1f} "
-            f"{(r['rss_mb'] or 0):>12.0f} {r.get('tables', {}).get('messages', 0):>11.1f}"
+            f"{(r['rss_mb'] or 0):>12.0f} {r.get('tables', {}).get('messages', 0):>11.1f} {(r['cpu_s'] or 0):>13.1f}"
         )
     agor = results.get("agor-db copy")
     if agor:
