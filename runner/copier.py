@@ -559,7 +559,8 @@ class Copier:
                         if seen % PROGRESS_EVERY == 0:
                             self.progress.table_rows(table.name, seen)
                         last = row[0]
-                        if row[-1] or (lost and self.drop_count) or last in drop_rowids:
+                        examined = bool(row[-1] or (lost and self.drop_count) or last in drop_rowids)
+                        if examined:
                             values = slow(row)
                             if values is None:
                                 continue
@@ -569,13 +570,15 @@ class Copier:
                             try:
                                 add(values)
                             except (ValueError, ArithmeticError):  # UnicodeEncodeError is a ValueError
+                                if examined:  # the exact check passed it: a bug, not bad data
+                                    raise
                                 values = unhashable(row)
                                 if values is None:
                                     continue
                             if write_row is not None:
                                 write_row(values)
                             copied += 1
-                        else:
+                        elif not examined:
                             try:
                                 check(values)
                             except (ValueError, ArithmeticError):
