@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -40,12 +41,22 @@ class Statement:
 
 @dataclass(frozen=True)
 class Script:
-    """A migration parsed with yoyo's SQL format: directives plus the statements to run."""
+    """A migration parsed with yoyo's SQL format: its directives and its SQL text.
+
+    ``statements`` (the text split into statements with their lines, by sqlparse as yoyo does) is
+    computed on first use: SQLite runs a whole file in one call and only splits it to explain a failure.
+    """
 
     migration: Migration
-    statements: tuple[Statement, ...]
+    text: str  # the file without BOM, with LF line ends
     transactional: bool = True
     depends: tuple[str, ...] = ()
+
+    @cached_property
+    def statements(self) -> tuple[Statement, ...]:
+        from .source import split_statements
+
+        return split_statements(self.text)
 
 
 @dataclass(frozen=True)

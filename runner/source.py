@@ -126,31 +126,15 @@ def read_text(migration: Migration) -> str:
 
 
 def parse(migration: Migration, known_ids: set[str] | None = None) -> Script:
-    """Read one file with yoyo's SQL reader: ``-- transactional:``/``-- depends:`` directives, then statements."""
-    import sqlparse
+    """Read one file in yoyo's SQL format: ``-- transactional:``/``-- depends:`` directives in the
+    leading comments (read with yoyo's own parser), then SQL."""
     from yoyo.migrations import parse_metadata_from_sql_comments
 
     text = read_text(migration)
     if migration.checksum != checksum(migration.path.read_bytes()):
         raise MigrationFileError(f"{migration.path} changed while agor-db was reading it; run again")
-    chunks = sqlparse.split(text)
-    directives: dict[str, str] = {}
-    if chunks:
-        directives, _comment, first = parse_metadata_from_sql_comments(chunks[0])
-        chunks[0] = first
-    statements: list[Statement] = []
-    cursor = 0
-    for chunk in chunks:
-        sql = chunk.strip()
-        if not sql or _only_comments(sql):
-            continue
-        at = text.find(sql, cursor)
-        if at < 0:  # sqlparse normalised something; fall back to the running position
-            at = cursor
-        else:
-            cursor = at + len(sql)
-        statements.append(Statement(sql, text.count("\n", 0, at) + 1))
-    if not statements:
+    directives, _comment, _sql = parse_metadata_from_sql_comments(text)
+    if not _COMMENT_OR_SPACE.sub("", text).strip(" \t\n;"):
         raise MigrationFileError(
             f"{migration.path} contains no SQL statements",
             hint="an empty migration is almost always a mistake; write the SQL or delete the file",
@@ -166,7 +150,36 @@ def parse(migration: Migration, known_ids: set[str] | None = None) -> Script:
                 f"{migration.path}: '-- depends:' names unknown migration(s): {', '.join(unknown)}",
                 hint="depend on an earlier file of the same folder by its name without .sql",
             )
-    return Script(migration, tuple(statements), transactional_raw == "true", depends)
+    return Script(migration, text, transactional_raw == "true", depends)
+
+
+# Comments and blank space: a file made only of these has nothing to run. (A "--" inside a string
+# literal can only make a real statement look shorter, never make an empty file look full.)
+_COMMENT_OR_SPACE = re.compile(r"--[^\n]*|/\*.*?\*/|\s+", re.DOTALL)
+
+
+def split_statements(text: str) -> tuple[Statement, ...]:
+    """The statements of a migration with the line each starts on, split by sqlparse as yoyo does."""
+    import sqlparse
+
+    statements: list[Statement] = []
+    cursor = 0
+    for chunk in sqlparse.split(text):
+        sql = chunk.strip()
+        if not sql or _only_comments(sql):
+            continue
+        at = text.find(sql, cursor)
+        if at < 0:  # sqlparse normalised something; fall back to the running position
+            at = cursor
+        else:
+            cursor = at + len(sql)
+        # the leading comments belong to the file, not to its first statement
+        lead = len(sql) - len(_LEADING_COMMENTS.sub("", sql, count=1))
+        statements.append(Statement(sql[lead:], text.count("\n", 0, at + lead) + 1))
+    return tuple(statements)
+
+
+_LEADING_COMMENTS = re.compile(r"\A(?:\s*(?:--[^\n]*(?:\n|\Z)|/\*.*?\*/))*\s*", re.DOTALL)
 
 
 def _only_comments(sql: str) -> bool:

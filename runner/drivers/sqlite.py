@@ -277,9 +277,11 @@ class SqliteDriver:
                     raise self._write_error(exc, f"journal {script.migration.label}") from None
             try:
                 with self._immediate():
-                    self._run_statements(script, transactional=True)
+                    self._run_script(script)
                     self._check_foreign_keys(script, transactional=True)
                     return self._journal_row(conn, script, how, started)
+            except _SQL_ERRORS as exc:
+                raise self._diagnose(script, exc) from None
             except apsw.BusyError as exc:
                 raise LockTimeout(
                     f"{self.path} stayed locked by another connection while applying "
@@ -289,13 +291,38 @@ class SqliteDriver:
             except apsw.Error as exc:
                 raise self._write_error(exc, f"apply {script.migration.label}") from None
 
+    def _run_script(self, script: Script) -> None:
+        """The whole file in one call: SQLite prepares and runs its statements in turn. Splitting it
+        (sqlparse) costs more than running a small migration, so it only happens to explain a failure."""
+        for _row in self._c().execute(script.text):
+            pass
+
+    def _diagnose(self, script: Script, first: apsw.Error) -> AgorDbError:
+        """The transaction has been rolled back; run the statements one by one in a new one, rolled
+        back as well, to name the statement that fails and its line."""
+        try:
+            with self._immediate():
+                self._run_statements(script, transactional=True)
+                raise _Explained(None)
+        except _Explained:
+            pass
+        except MigrationFailed as failed:
+            return failed
+        except apsw.Error:
+            pass
+        return MigrationFailed(
+            f"migration {script.migration.label} failed: {_apsw_message(first)}\n"
+            "its transaction was rolled back, nothing of it was kept; earlier migrations stay applied.",
+            hint=f"fix {script.migration.path} and run agor-db migrate again",
+        )
+
     def _run_statements(self, script: Script, *, transactional: bool) -> None:
         conn = self._c()
         for i, st in enumerate(script.statements):
             try:
                 for _row in conn.execute(st.sql):
                     pass
-            except (apsw.SQLError, apsw.ConstraintError, apsw.MismatchError, apsw.RangeError) as exc:
+            except _SQL_ERRORS as exc:
                 raise statement_failed(script, i, st, _apsw_message(exc), transactional=transactional) from None
             except apsw.Error as exc:
                 if transactional:
@@ -354,6 +381,13 @@ class SqliteDriver:
                 hint="check the free space and quota of its disk and the file-size limit (ulimit -f)",
             )
         return DatabaseError(f"cannot {doing} in {self.path}: {exc}{reason}")
+
+
+_SQL_ERRORS = (apsw.SQLError, apsw.ConstraintError, apsw.MismatchError, apsw.RangeError)
+
+
+class _Explained(Exception):
+    """Raised inside the diagnosis transaction so that it always rolls back."""
 
 
 def _os_reason(conn: apsw.Connection | None) -> str:
