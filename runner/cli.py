@@ -24,7 +24,8 @@ Exit codes:
   0  success (nothing to do is success too)
   1  failure: a migration's SQL failed (and was rolled back), or the database refused
   2  usage: bad option or URL, malformed migration file or folder
-  3  drift: an applied migration was edited, renamed or deleted, or a pending one is out of order
+  3  drift: an applied migration was edited, renamed or deleted, a pending one is out of order,
+     or an existing SQLite database matches no archived step (or is not an Agor database)
   4  lock timeout: another agor-db held the migration lock longer than --lock-timeout
   5  database unavailable: unreachable, wrong password, missing database, unusable file
   6  pending migrations (only with `status --exit-code`)
@@ -40,6 +41,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 

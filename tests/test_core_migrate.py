@@ -348,3 +348,17 @@ def test_closed_pipe_is_not_an_error(db: Db) -> None:
     )
     assert proc.stdout.startswith("database:")
     assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr
+
+
+@pytest.mark.parametrize("command", ["migrate", "status", "new", "copy", "wait", "schema", "check"])
+def test_every_command_teaches_with_examples(command: str) -> None:
+    r = run_cli(command, "--help")
+    assert r.code == 0, r.output
+    assert "Example" in r.stdout, f"`agor-db {command} --help` shows no example"
+    assert "Exit codes:" in run_cli("--help").stdout
+
+
+def test_unknown_option_is_a_usage_error() -> None:
+    r = run_cli("migrate", "--no-such-flag")
+    assert r.code == 2
+    assert "No such option" in r.stderr
