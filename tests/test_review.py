@@ -198,3 +198,20 @@ def test_directory_named_like_a_migration_is_not_called_a_bad_name(tmp_path: Pat
     # today: "malformed migration file name(s) ...: 0002_more.sql" although the name is well-formed
     assert "malformed" not in result.output
     assert "directory" in result.output
+
+
+# -- an explicit empty --database-url ------------------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="review: empty-database-url")
+def test_empty_database_url_flag_is_refused_not_the_default(tmp_path: Path) -> None:
+    # `agor-db migrate -d "$DATABASE_URL"` in a deploy script with the variable unset
+    root = tmp_path / "sql"
+    write_migrations(root, "sqlite", {"0001_t.sql": "CREATE TABLE t (x INTEGER);\n"})
+    home = tmp_path / "home"
+    home.mkdir()
+    result = run_cli("migrate", "-d", "", "--sql-dir", str(root), env={"HOME": str(home), "AGOR_TEST_HOME": str(home)})
+    # today: exit 0 after creating and migrating $HOME/.agor/agor.db
+    assert not (home / ".agor" / "agor.db").exists()
+    assert result.code == 2, result.output
+    assert "empty" in result.output
