@@ -64,12 +64,17 @@ SqlDirOpt = Annotated[
         show_default=False,
     ),
 ]
+# SQLite's busy timeout and PostgreSQL's lock_timeout are milliseconds in a 32-bit int; larger
+# values (or inf) would end in an OverflowError / "invalid value" instead of a usage message.
+MAX_SECONDS = 2_000_000  # about 23 days
+
 LockTimeoutOpt = Annotated[
     float,
     typer.Option(
         "--lock-timeout",
         envvar="AGOR_LOCK_TIMEOUT",
         min=0,
+        max=MAX_SECONDS,
         help="Seconds to wait for another agor-db run to finish before giving up (exit 4).",
     ),
 ]

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .cli import EXIT_CODES, DatabaseUrlOpt, Session, app, run
+from .cli import EXIT_CODES, MAX_SECONDS, DatabaseUrlOpt, Session, app, run
 from .errors import ExitCode
 
 if TYPE_CHECKING:
@@ -30,10 +30,13 @@ def wait(
             "--timeout",
             envvar="AGOR_WAIT_TIMEOUT",
             min=0,
+            max=MAX_SECONDS,
             help="Give up (exit 5) after this many seconds. 0 checks once.",
         ),
     ] = 60.0,
-    interval: Annotated[float, typer.Option("--interval", min=0.05, help="Seconds between two checks.")] = 1.0,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.05, max=MAX_SECONDS, help="Seconds between two checks.")
+    ] = 1.0,
 ) -> None:
     """Wait until the database can be migrated, then exit 0.
 

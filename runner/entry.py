@@ -62,7 +62,12 @@ def _noop_migrate(args: list[str]) -> int | None:
 def main() -> None:
     argv = sys.argv[1:]
     if argv[:1] == ["migrate"] and not os.environ.get("AGOR_DB_NO_FASTPATH"):
-        code = _noop_migrate(argv[1:])
+        try:
+            code = _noop_migrate(argv[1:])
+        except KeyboardInterrupt:
+            # Ctrl-C while connecting or reading the journal: nothing was written; same exit as the full CLI
+            print("error: interrupted; nothing was changed", file=sys.stderr, flush=True)
+            sys.exit(130)
         if code is not None:
             sys.exit(code)
     from .cli import main as cli_main

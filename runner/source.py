@@ -87,9 +87,12 @@ def _list_migrations(folder: Path) -> list[Migration]:
             if not name.endswith(".sql") or name.endswith(".rollback.sql") or name.startswith("."):
                 continue
             m = FILE_NAME.match(name)
-            if not m or not entry.is_file():
+            if not m:
                 bad.append(name)
                 continue
+            if not entry.is_file():
+                kind = "a directory" if entry.is_dir() else "not a regular file (a dangling symlink?)"
+                raise MigrationFileError(f"{entry.path} is {kind}", hint="a migration must be a regular .sql file")
             version = int(m.group("version"))
             path = Path(entry.path)
             with open(path, "rb") as fh:
@@ -174,12 +177,12 @@ def split_statements(text: str) -> tuple[Statement, ...]:
         else:
             cursor = at + len(sql)
         # the leading comments belong to the file, not to its first statement
-        lead = len(sql) - len(_LEADING_COMMENTS.sub("", sql, count=1))
+        lead = len(sql) - len(LEADING_COMMENTS.sub("", sql, count=1))
         statements.append(Statement(sql[lead:], text.count("\n", 0, at + lead) + 1))
     return tuple(statements)
 
 
-_LEADING_COMMENTS = re.compile(r"\A(?:\s*(?:--[^\n]*(?:\n|\Z)|/\*.*?\*/))*\s*", re.DOTALL)
+LEADING_COMMENTS = re.compile(r"\A(?:\s*(?:--[^\n]*(?:\n|\Z)|/\*.*?\*/))*\s*", re.DOTALL)
 
 
 def _only_comments(sql: str) -> bool:

@@ -27,7 +27,9 @@ SUPPORTED = (
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
 _SCHEME_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
-_USERINFO_PASSWORD = re.compile(r"^(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^/@?#]*?:)(?P<pw>[^/@?#]*)(?P<tail>@)")
+# libpq reads user:password up to the first "@" that comes before any "/": "?" and "#" may be part
+# of a password written without percent-encoding, so they must not end it here either.
+_USERINFO_PASSWORD = re.compile(r"^(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^/@:]*:)(?P<pw>[^/@]*)(?P<tail>@)")
 _KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 
 
@@ -101,7 +103,7 @@ def redact(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
         if len(secret) >= 1:
             text = text.replace(secret, "***")
     return re.sub(
-        r"([A-Za-z][A-Za-z0-9+.\-]*://[^\s/@?#:]*:)([^\s/@?#]+)(@)",
+        r"([A-Za-z][A-Za-z0-9+.\-]*://[^\s/@:]*:)([^\s/@]+)(@)",
         lambda m: f"{m.group(1)}***{m.group(3)}",
         text,
     )
@@ -163,7 +165,7 @@ def _supported_hint() -> str:
 def resolve_url(flag: str | None, environ: dict[str, str] | None = None) -> DatabaseUrl:
     """--database-url, then AGOR_DATABASE_URL, DATABASE_URL, AGOR_DB_PATH, then ~/.agor/agor.db."""
     env = os.environ if environ is None else environ
-    if flag:
+    if flag is not None:  # an explicit empty value (-d "$UNSET_VAR") is an error, not "use the default"
         return parse_url(flag, "--database-url")
     for name in ENV_ORDER:
         value = env.get(name)

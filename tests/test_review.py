@@ -1,5 +1,4 @@
-"""Defects found by the fresh-eyes review, one test each. Each is xfail(strict) until the lead applies
-the proposed fix from /work/notes/review-<name>.diff (then the marker goes)."""
+"""Defects found by a fresh-eyes review, one test each; each failed before its fix was applied."""
 
 from __future__ import annotations
 
@@ -33,7 +32,6 @@ def _sqlite_rows(path: Path, sql: str) -> list[tuple[object, ...]]:
 # -- password with "?" or "#" ----------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="review: url-password-redaction")
 def test_password_with_question_mark_or_hash_is_redacted() -> None:
     for raw in (
         f"postgresql://agor:{ODD_PASSWORD}@db:5432/agor",
@@ -48,7 +46,6 @@ def test_password_with_question_mark_or_hash_is_redacted() -> None:
         assert password not in redact(f"cannot connect to {raw}: refused")
 
 
-@pytest.mark.xfail(strict=True, reason="review: url-password-redaction")
 def test_cli_never_prints_a_password_with_question_mark(
     pg_server: PgServer, pg_db: str, pg_admin_of: Any, tmp_path: Path
 ) -> None:
@@ -75,7 +72,6 @@ def test_cli_never_prints_a_password_with_question_mark(
 # -- COMMIT inside a transactional migration -------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="review: transaction-control")
 def test_sqlite_commit_inside_migration_keeps_nothing(tmp_path: Path) -> None:
     root = tmp_path / "sql"
     write_migrations(
@@ -95,7 +91,6 @@ def test_sqlite_commit_inside_migration_keeps_nothing(tmp_path: Path) -> None:
     assert "COMMIT" in result.output
 
 
-@pytest.mark.xfail(strict=True, reason="review: transaction-control")
 def test_postgres_commit_inside_migration_keeps_nothing(pg_db: str, pg_admin_of, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     root = tmp_path / "sql"
     write_migrations(
@@ -136,7 +131,6 @@ def test_transaction_control_guard_leaves_triggers_and_nontransactional_files_al
 # -- out-of-range timeouts ------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="review: timeout-overflow")
 @pytest.mark.parametrize(
     "args",
     [
@@ -159,7 +153,6 @@ def test_huge_timeouts_are_usage_errors_not_internal_errors(args: tuple[str, ...
 # -- Ctrl-C during the no-op fast path ---------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="review: fastpath-ctrl-c")
 def test_ctrl_c_while_fast_path_connects_prints_no_traceback() -> None:
     # a loopback listener that never answers: libpq's connect waits (connect_timeout) in the fast path
     silent = socket.socket()
@@ -188,7 +181,6 @@ def test_ctrl_c_while_fast_path_connects_prints_no_traceback() -> None:
 # -- a directory named like a migration ---------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="review: non-file-migration")
 def test_directory_named_like_a_migration_is_not_called_a_bad_name(tmp_path: Path) -> None:
     root = tmp_path / "sql"
     write_migrations(root, "sqlite", {"0001_t.sql": "CREATE TABLE t (x INTEGER);\n"})
@@ -203,7 +195,6 @@ def test_directory_named_like_a_migration_is_not_called_a_bad_name(tmp_path: Pat
 # -- an explicit empty --database-url ------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="review: empty-database-url")
 def test_empty_database_url_flag_is_refused_not_the_default(tmp_path: Path) -> None:
     # `agor-db migrate -d "$DATABASE_URL"` in a deploy script with the variable unset
     root = tmp_path / "sql"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import Protocol
 
 from ..errors import MigrationFailed
 from ..models import AppliedMigration, How, Script, Statement
+from ..source import LEADING_COMMENTS
 from ..urls import DatabaseUrl
 
 JOURNAL_TABLE = "agor_migrations"
@@ -61,4 +63,30 @@ def statement_failed(
         f"database said: {db_message.strip()}\n"
         f"{outcome}; earlier migrations stay applied.",
         hint=f"fix {script.migration.path} and run agor-db migrate again",
+    )
+
+
+# BEGIN/COMMIT/END/ROLLBACK/ABORT in a transactional migration would end agor-db's own transaction:
+# what follows, and the journal row, would then run outside it (half a migration kept, or kept
+# without being journaled). ROLLBACK TO (a savepoint) stays inside the transaction and is allowed.
+_TRANSACTION_CONTROL = re.compile(
+    r"(?:BEGIN|START\s+TRANSACTION|COMMIT|END|ABORT|ROLLBACK(?!\s+(?:(?:TRANSACTION|WORK)\s+)?TO\b))\b",
+    re.IGNORECASE,
+)
+
+
+def controls_transaction(sql: str) -> bool:
+    return bool(_TRANSACTION_CONTROL.match(LEADING_COMMENTS.sub("", sql, count=1)))
+
+
+def transaction_control_refused(script: Script, sql: str) -> MigrationFailed:
+    text = LEADING_COMMENTS.sub("", sql, count=1).strip()
+    at = script.text.find(text)
+    line = script.text.count("\n", 0, at) + 1 if at >= 0 else 0
+    return MigrationFailed(
+        f"migration {script.migration.label} controls the transaction itself (line {line}): {text.splitlines()[0]}\n"
+        "agor-db runs every migration in its own transaction, together with its journal row; "
+        "its transaction was rolled back, nothing of it was kept; earlier migrations stay applied.",
+        hint=f"remove BEGIN/COMMIT/ROLLBACK from {script.migration.path}, or start it with "
+        "'-- transactional: false' if it must manage transactions itself",
     )

@@ -19,7 +19,7 @@ from psycopg import errors as pg_errors
 from ..errors import AgorDbError, DatabaseError, DatabaseUnavailable, LockTimeout, MigrationFailed, UrlError
 from ..models import AppliedMigration, How, Script
 from ..urls import DatabaseUrl, redact
-from .base import JOURNAL_TABLE, statement_failed
+from .base import JOURNAL_TABLE, controls_transaction, statement_failed, transaction_control_refused
 
 APPLICATION_NAME = "agor-db"
 # One key for every agor-db run on a database (advisory locks are per database).
@@ -229,6 +229,8 @@ class PostgresDriver:
     def _run_statements(self, script: Script, *, transactional: bool) -> None:
         cur = self.conn.cursor()
         for i, st in enumerate(script.statements):
+            if transactional and controls_transaction(st.sql):
+                raise transaction_control_refused(script, st.sql)
             try:
                 # prepare=False: each statement runs once, so a server-side prepared statement is waste
                 cur.execute(st.sql.encode("utf-8"), prepare=False)

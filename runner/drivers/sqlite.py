@@ -29,7 +29,7 @@ from ..models import AppliedMigration, How, Script
 if TYPE_CHECKING:
     from ..adopt import Assessment
 from ..urls import DEFAULT_SQLITE_PATH, DatabaseUrl
-from .base import JOURNAL_TABLE, statement_failed
+from .base import JOURNAL_TABLE, controls_transaction, statement_failed, transaction_control_refused
 
 JOURNAL_DDL = f"""
 CREATE TABLE IF NOT EXISTS {JOURNAL_TABLE} (
@@ -294,7 +294,15 @@ class SqliteDriver:
     def _run_script(self, script: Script) -> None:
         """The whole file in one call: SQLite prepares and runs its statements in turn. Splitting it
         (sqlparse) costs more than running a small migration, so it only happens to explain a failure."""
-        for _row in self._c().execute(script.text):
+        cursor = self._c().cursor()
+
+        def refuse_transaction_control(_cursor: apsw.Cursor, sql: str, _bindings: Any) -> bool:
+            if controls_transaction(sql):
+                raise transaction_control_refused(script, sql)
+            return True
+
+        cursor.exec_trace = refuse_transaction_control
+        for _row in cursor.execute(script.text):
             pass
 
     def _diagnose(self, script: Script, first: apsw.Error) -> AgorDbError:
@@ -319,6 +327,8 @@ class SqliteDriver:
     def _run_statements(self, script: Script, *, transactional: bool) -> None:
         conn = self._c()
         for i, st in enumerate(script.statements):
+            if transactional and controls_transaction(st.sql):
+                raise transaction_control_refused(script, st.sql)
             try:
                 for _row in conn.execute(st.sql):
                     pass
