@@ -329,7 +329,9 @@ def status(
             rows += [[f"{m.version:04d}", m.name, "pending", "", ""] for m in plan.pending]
             if rows:
                 s.out.table("migrations", ["version", "name", "state", "applied at", "took"], rows)
-            s.out.line(f"{len(plan.applied)} applied, {len(plan.pending)} pending")
+            to_adopt = sum(1 for a in plan.applied if not a.applied_at)
+            counts = f"{len(plan.applied) - to_adopt} applied, " + (f"{to_adopt} to adopt, " if to_adopt else "")
+            s.out.line(f"{counts}{len(plan.pending)} pending")
             for p in plan.problems:
                 s.out.line(f"problem: {p.message}", style="red")
         if plan.problems:

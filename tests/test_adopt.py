@@ -176,7 +176,8 @@ def test_dry_run_and_status_show_the_adoption_plan_and_change_nothing(fixture_co
     assert "legacy drizzle journal: 6 row(s): 0000_pretty_mac_gargan" in text.stdout
     assert "will adopt: 0000..0005" in text.stdout
     lines = text.stdout.splitlines()
-    assert sum("to adopt" in line for line in lines) == 6
+    assert sum("to adopt" in line for line in lines if line.strip().startswith("00")) == 6
+    assert "0 applied, 6 to adopt, 3 pending" in text.stdout
     assert sum("pending" in line for line in lines if line.strip().startswith("00")) == 3
 
     js = run_cli("status", "--json", "-d", url)
