@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -157,6 +157,31 @@ def fixture_copy(tmp_path: Path):  # type: ignore[no-untyped-def]
     return copy
 
 
+def cli_env() -> dict[str, str]:
+    """The test process's environment without any agor-db or database settings."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("AGOR_", "DATABASE_URL"))}
+
+
+def spawn_cli(args: Sequence[str]) -> subprocess.Popen[str]:
+    """Start the real `agor-db` in the background (for races, kills and signals)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "agor_db", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+    )
+
+
+def finish_cli(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[int, str, str]:
+    """Wait for a spawned `agor-db`; its output must hold no password and no traceback."""
+    out, err = proc.communicate(timeout=timeout)
+    for secret in SECRETS:
+        assert secret not in out + err, "a password leaked into agor-db's output"
+    assert "Traceback" not in err, err
+    return proc.returncode, out, err
+
+
 @dataclass
 class CliResult:
     code: int
@@ -176,7 +201,7 @@ def run_cli(
     prefix: list[str] | None = None,
 ) -> CliResult:
     """Run the real `agor-db` in a subprocess (plain output, no tty) and check it leaked no secret."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("AGOR_", "DATABASE_URL"))}
+    full_env = cli_env()
     full_env["HOME"] = full_env.get("AGOR_TEST_HOME", full_env.get("HOME", "/tmp"))
     full_env["PYTHONDONTWRITEBYTECODE"] = "1"
     if env:

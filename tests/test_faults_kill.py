@@ -13,7 +13,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,32 +20,15 @@ from typing import Any
 
 import apsw
 import pytest
-from conftest import SECRETS, write_migrations
+from conftest import cli_env, finish_cli, spawn_cli, write_migrations
 
 SEED = int(os.environ.get("AGOR_FAULT_SEED", "20240817"))
 ITERATIONS = 3
 
 
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("AGOR_", "DATABASE_URL"))}
-
-
-def _spawn(args: Sequence[str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "agor_db", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env(),
-    )
-
-
-def _finish(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[int, str, str]:
-    out, err = proc.communicate(timeout=timeout)
-    for secret in SECRETS:
-        assert secret not in out + err, "a password leaked into agor-db's output"
-    assert "Traceback" not in err, err
-    return proc.returncode, out, err
+_env = cli_env
+_spawn = spawn_cli
+_finish = finish_cli
 
 
 def _run(args: Sequence[str]) -> tuple[int, str, str]:
