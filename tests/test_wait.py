@@ -8,12 +8,14 @@ import socket
 import subprocess
 import sys
 import time
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
 
 import pytest
 from agor_db.wait import classify_postgres_error
-from conftest import SECRETS, WRONG_PASSWORD, run_cli
+from conftest import SECRETS, WRONG_PASSWORD, run_cli, run_cli_as_nobody
 
 SLACK = 3.0  # seconds beyond --timeout: process start-up plus libpq's 2 s minimum connect timeout
 
@@ -211,15 +213,22 @@ def test_sqlite_path_that_is_a_directory_is_not_ready(tmp_path):
     assert "(1 attempt)" in r.stderr
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
 def test_sqlite_unwritable_directory_is_not_ready(tmp_path):
-    folder = tmp_path / "ro"
+    as_root = os.geteuid() == 0
+    if as_root and not shutil.which("setpriv"):
+        pytest.skip("running as root without setpriv: root ignores directory permissions")
+    base = Path(tempfile.mkdtemp(prefix="agor-wait-ro-")) if as_root else tmp_path
+    base.chmod(0o755)
+    folder = base / "ro"
     folder.mkdir()
     folder.chmod(0o555)
     try:
-        r = run_cli("wait", "-d", f"sqlite://{folder / 'agor.db'}", "--timeout", "0")
+        runner = run_cli_as_nobody if as_root else run_cli
+        r = runner("wait", "-d", f"sqlite://{folder / 'agor.db'}", "--timeout", "0")
     finally:
         folder.chmod(0o755)
+        if as_root:
+            shutil.rmtree(base, ignore_errors=True)
     assert r.code == 5, r.output
     assert "is not writable" in r.stderr
 
