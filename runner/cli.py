@@ -295,6 +295,10 @@ def status(
         url = s.url(database_url)
         seen = core.inspect(url, sql_root(sql_dir), core.RunOptions())
         plan = seen.plan
+        # A legacy database's steps are not in the journal yet: the plan lists them as applied (so that
+        # pending is what migrate will run), but to the reader they are work still to do: adoption.
+        journaled = [a for a in plan.applied if a.applied_at]
+        to_adopt = [a for a in plan.applied if not a.applied_at]
         if as_json:
             doc = {
                 "dialect": plan.dialect,
@@ -307,9 +311,10 @@ def status(
                         "applied_at": a.applied_at,
                         "how": a.how,
                     }
-                    for a in plan.applied
+                    for a in journaled
                 ],
-                "pending": [{"version": m.version, "name": m.name} for m in plan.pending],
+                "pending": [{"version": a.version, "name": a.name, "action": "adopt"} for a in to_adopt]
+                + [{"version": m.version, "name": m.name, "action": "apply"} for m in plan.pending],
                 "problems": [{"kind": p.kind, "version": p.version, "message": p.message} for p in plan.problems],
                 "adoption": seen.assessment.to_json() if seen.assessment else None,
             }
@@ -321,22 +326,19 @@ def status(
                 for line in seen.assessment.describe():
                     s.out.line(f"  {line}")
             rows = [
-                [f"{a.version:04d}", a.name, a.how, _fmt_ms(a.applied_at), f"{a.duration_ms} ms"]
-                if a.applied_at
-                else [f"{a.version:04d}", a.name, "to adopt", "", ""]
-                for a in plan.applied
+                [f"{a.version:04d}", a.name, a.how, _fmt_ms(a.applied_at), f"{a.duration_ms} ms"] for a in journaled
             ]
+            rows += [[f"{a.version:04d}", a.name, "to adopt", "", ""] for a in to_adopt]
             rows += [[f"{m.version:04d}", m.name, "pending", "", ""] for m in plan.pending]
             if rows:
                 s.out.table("migrations", ["version", "name", "state", "applied at", "took"], rows)
-            to_adopt = sum(1 for a in plan.applied if not a.applied_at)
-            counts = f"{len(plan.applied) - to_adopt} applied, " + (f"{to_adopt} to adopt, " if to_adopt else "")
-            s.out.line(f"{counts}{len(plan.pending)} pending")
+            adopting = f"{len(to_adopt)} to adopt, " if to_adopt else ""
+            s.out.line(f"{len(journaled)} applied, {adopting}{len(plan.pending)} pending")
             for p in plan.problems:
                 s.out.line(f"problem: {p.message}", style="red")
         if plan.problems:
             return int(ExitCode.DRIFT)
-        if exit_code and plan.pending:
+        if exit_code and (plan.pending or to_adopt):
             return int(ExitCode.PENDING)
         return 0
 

@@ -266,7 +266,7 @@ def test_status_json_and_exit_code(db: Db) -> None:
     assert [(a["version"], a["name"], a["how"]) for a in doc["applied"]] == [(1, "a", "applied")]
     assert doc["applied"][0]["checksum"] == _checksum(folder / "0001_a.sql")
     assert isinstance(doc["applied"][0]["applied_at"], int)
-    assert doc["pending"] == [{"version": 2, "name": "b"}]
+    assert doc["pending"] == [{"version": 2, "name": "b", "action": "apply"}]
     assert db.run("status", "--exit-code").code == 6
     text = db.run("status")
     assert "1 applied, 1 pending" in text.stdout and "0002" in text.stdout
