@@ -230,3 +230,40 @@ def test_default_location_is_created_under_home(tmp_path: Path, sql_root: Path) 
     assert (tmp_path / ".agor" / "agor.db").exists()
     r = run_cli("status", "--sql-dir", str(sql_root), env={"HOME": str(tmp_path), "AGOR_DB_PATH": "file:~/x.db"})
     assert "x.db" in r.stdout and "AGOR_DB_PATH" in r.stdout
+
+
+def test_ctrl_c_stops_a_long_statement_at_once_and_rolls_back(tmp_path: Path, sql_root: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    db = tmp_path / "a.db"
+    write_migrations(sql_root, "sqlite", {"0001_a.sql": "CREATE TABLE a (id INTEGER);\n"})
+    assert run_cli("migrate", "-d", str(db), "--sql-dir", str(sql_root)).code == 0
+    write_migrations(
+        sql_root,
+        "sqlite",
+        {
+            "0002_big.sql": "CREATE TABLE big (x INTEGER PRIMARY KEY, b BLOB);\n"
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 50000000)\n"
+            "INSERT INTO big SELECT x, randomblob(32) FROM c;\n"
+        },
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agor_db", "migrate", "-d", str(db), "--sql-dir", str(sql_root)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.5)  # well inside the insert, which takes tens of seconds
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert time.monotonic() - sent < 3, "Ctrl-C waited for the statement to finish"
+    assert "interrupted" in err and "Traceback" not in err
+    conn = apsw.Connection(str(db))
+    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert "big" not in {n for (n,) in conn.execute("SELECT name FROM sqlite_master")}
+    assert [v for (v,) in conn.execute("SELECT version FROM agor_migrations")] == [1]

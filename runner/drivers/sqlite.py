@@ -72,6 +72,11 @@ class SqliteDriver:
         try:
             self.conn = apsw.Connection(location, flags=flags)
             self.conn.setbusytimeout(int(busy_timeout * 1000))
+            # SQLite runs a statement without returning to Python, so Ctrl-C would wait for the
+            # statement to end (seconds, for a big rebuild). A progress handler brings Python back
+            # every 100k VM steps; a pending KeyboardInterrupt is raised there and aborts the
+            # statement, and the transaction is rolled back.
+            self.conn.set_progress_handler(_keep_going, 100_000)
             # Touch the schema now so "not a database" and permission problems surface here.
             self.conn.execute("SELECT count(*) FROM sqlite_master").fetchall()
         except apsw.Error as exc:
@@ -391,6 +396,10 @@ class SqliteDriver:
                 hint="check the free space and quota of its disk and the file-size limit (ulimit -f)",
             )
         return DatabaseError(f"cannot {doing} in {self.path}: {exc}{reason}")
+
+
+def _keep_going() -> bool:
+    return False  # False: do not abort; Python's pending signals are handled on the way back
 
 
 _SQL_ERRORS = (apsw.SQLError, apsw.ConstraintError, apsw.MismatchError, apsw.RangeError)
