@@ -28,6 +28,10 @@ def _noop_migrate(args: list[str]) -> int | None:
             if not value or value.startswith("-"):
                 return None
         given[flags[name]] = value
+    from .errors import DatabaseUnavailable
+    from .urls import DatabaseUrl, redact
+
+    url: DatabaseUrl | None = None
     try:
         from .drivers import open_driver
         from .plan import make_plan
@@ -52,6 +56,10 @@ def _noop_migrate(args: list[str]) -> int | None:
         plan = make_plan(url.dialect, migrations, applied)
         if plan.problems or plan.pending:
             return None
+    except DatabaseUnavailable as exc:
+        # Handing over would only connect again (a second connect timeout on an unreachable host).
+        print(f"error: {redact(str(exc), url.secrets if url else ())}", file=sys.stderr, flush=True)
+        return int(exc.exit_code)
     except Exception:
         return None  # the full CLI reports it properly
     at = f"{max(a.version for a in plan.applied):04d}" if plan.applied else "none"

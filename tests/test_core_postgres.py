@@ -122,3 +122,23 @@ def test_concurrent_runners_apply_each_migration_once(
             journal = [r[0] for r in conn.execute("SELECT version FROM agor_migrations ORDER BY id")]
     assert counter == list(range(2, 13))
     assert journal == list(range(1, 13))
+
+
+def test_unanswering_server_costs_one_connect_timeout_not_two() -> None:
+    """The no-op fast path reports an unreachable server itself instead of handing over to reconnect."""
+    import socket
+    import time
+
+    silent = socket.socket()  # accepts TCP connections and never says a word
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    port = silent.getsockname()[1]
+    try:
+        started = time.monotonic()
+        r = run_cli("migrate", "-d", f"postgresql://u:{TEST_PASSWORD}@127.0.0.1:{port}/db?connect_timeout=2")
+        took = time.monotonic() - started
+    finally:
+        silent.close()
+    assert r.code == 5, r.output
+    assert "cannot connect to postgresql://u:***@127.0.0.1" in r.stderr
+    assert took < 3.5, f"{took:.1f}s: the connection was attempted twice"
