@@ -338,12 +338,17 @@ class Converter:
                 detail = "not a plausible epoch-milliseconds time"
             out.issues.append(Issue("timestamp", col.name, shorten(value), detail))
 
+    def _not_text(self, value: Any, out: Outcome) -> bool:
+        """A text or JSON column holding another storage class (integer, real, blob) is an issue."""
+        if type(value) is str:
+            return False
+        col = self.column
+        out.issues.append(Issue("storage_class", col.name, shorten(value), _class(value) + f" in a {col.type} column"))
+        return True
+
     def _text(self, value: Any, out: Outcome, policies: Policies) -> None:
         col = self.column
-        if type(value) is not str:
-            out.issues.append(
-                Issue("storage_class", col.name, shorten(value), _class(value) + f" in a {col.type} column")
-            )
+        if self._not_text(value, out):
             return
         if "\x00" in value:
             if policies.nul == "strip":
@@ -362,10 +367,7 @@ class Converter:
 
     def _json(self, value: Any, out: Outcome, policies: Policies) -> None:
         col = self.column
-        if type(value) is not str:
-            out.issues.append(
-                Issue("storage_class", col.name, shorten(value), _class(value) + f" in a {col.type} column")
-            )
+        if self._not_text(value, out):
             return
         problem = json_problem(value)
         if problem == "NUL":

@@ -119,9 +119,9 @@ def migrate(url: DatabaseUrl, root: Path, options: RunOptions, reporter: Reporte
         for script in scripts:
             report.applying(script)
             row = driver.apply(script)
-            for warning in getattr(driver, "warnings", []):
+            for warning in driver.warnings:
                 report.warn(warning)
-            getattr(driver, "warnings", []).clear()
+            driver.warnings.clear()
             done.append(row)
             report.applied(script, row)
         return RunResult(plan, tuple(done), tuple(adopted))

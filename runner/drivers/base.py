@@ -16,6 +16,7 @@ JOURNAL_TABLE = "agor_migrations"
 class Driver(Protocol):
     dialect: str
     url: DatabaseUrl
+    warnings: list[str]  # things the last apply() noticed but did not fail on; the core reports and clears them
 
     def close(self) -> None: ...
 

@@ -90,6 +90,7 @@ class PostgresDriver:
         self.readonly = readonly
         self.conn = connect(url)
         self._locked = False
+        self.warnings: list[str] = []
         if not readonly and self.conn.info.server_version >= 140000:
             # A runner killed mid-statement otherwise keeps its session, and so the migration lock,
             # until the statement ends (minutes, for a big CREATE INDEX); with this the server polls
