@@ -105,11 +105,18 @@ def test_pg_role_created_during_the_wait_becomes_ready(pg_server, pg_db, pg_admi
         env=env,
     )
     try:
-        time.sleep(0.6)
-        assert proc.poll() is None, proc.communicate()
+        # Create the role only once a refused login has been reported (a fixed sleep races with a slow start).
+        seen = []
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            seen.append(line)
+            if "login refused" in line:
+                break
+        assert proc.poll() is None, "".join(seen) + proc.communicate()[1]
         with pg_admin_of(pg_db) as conn:
             conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
         out, err = proc.communicate(timeout=15)
+        out = "".join(seen) + out
     finally:
         if proc.poll() is None:
             proc.kill()
