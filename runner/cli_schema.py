@@ -14,7 +14,7 @@ import re
 import tempfile
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -22,7 +22,7 @@ import typer
 
 from .cli import EXIT_CODES, DatabaseUrlOpt, Session, SqlDirOpt, app, run
 from .errors import AgorDbError, DatabaseError, DatabaseUnavailable, ExitCode, UsageError
-from .source import FILE_NAME, checksum
+from .source import FILE_NAME, blank_comments_and_strings, checksum
 from .urls import DatabaseUrl, parse_url, redact
 
 if TYPE_CHECKING:
@@ -148,37 +148,6 @@ def lint_archive(root: Path, sqlite: list[FolderFile]) -> list[str]:
     return out
 
 
-def blank_comments_and_strings(sql: str) -> str:
-    """The SQL with comments and '...' literals replaced by spaces (newlines kept, so lines still count)."""
-    out: list[str] = []
-    i, n = 0, len(sql)
-    while i < n:
-        ch = sql[i]
-        if sql.startswith("--", i):
-            j = sql.find("\n", i)
-            j = n if j < 0 else j
-        elif sql.startswith("/*", i):
-            j = sql.find("*/", i + 2)
-            j = n if j < 0 else j + 2
-        elif ch == "'":
-            j = i + 1
-            while j < n:
-                if sql[j] == "'":
-                    if sql.startswith("''", j):
-                        j += 2
-                        continue
-                    j += 1
-                    break
-                j += 1
-        else:
-            out.append(ch)
-            i += 1
-            continue
-        out.append(re.sub(r"[^\n]", " ", sql[i:j]))
-        i = j
-    return "".join(out)
-
-
 def lint_dialect(files: list[FolderFile]) -> list[str]:
     out: list[str] = []
     for f in files:
@@ -198,31 +167,33 @@ def lint_dialect(files: list[FolderFile]) -> list[str]:
 # -- building and comparing ----------------------------------------------------------------------
 
 
-def sqlite_schema(root: Path, kinds: Any) -> Schema:
-    """Apply sql/sqlite with the real runner to a scratch file and read its schema back."""
+def sqlite_schema(root: Path, kinds: Any, top: str = "") -> tuple[Schema, str]:
+    """Apply sql/sqlite with the real runner to a scratch file; read its schema and snapshot back."""
     import apsw
 
     from . import core
     from .schema import introspect_sqlite
+    from .snapshot import render_sqlite
 
     with tempfile.TemporaryDirectory(prefix="agor-db-check-") as tmp:
         path = Path(tmp) / "check.db"
         core.migrate(parse_url(f"sqlite://{path}", "check"), root, core.RunOptions())
         conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
         try:
-            return introspect_sqlite(conn, kinds)
+            return introspect_sqlite(conn, kinds), render_sqlite(conn, top)
         finally:
             conn.close()
 
 
-def postgres_schema(server: DatabaseUrl, root: Path, kinds: Any) -> Schema:
-    """Apply sql/postgres to a scratch database created on ``server``, read its schema, drop it."""
+def postgres_schema(server: DatabaseUrl, root: Path, kinds: Any, top: str = "") -> tuple[Schema, str]:
+    """Apply sql/postgres to a scratch database created on ``server``, read its schema and snapshot, drop it."""
     import psycopg
     from psycopg.conninfo import make_conninfo
 
     from . import core
     from .drivers.postgres import connect
     from .schema import introspect_postgres
+    from .snapshot import render_postgres
 
     assert server.conninfo is not None
     name = f"agor_db_check_{uuid.uuid4().hex[:12]}"
@@ -242,7 +213,7 @@ def postgres_schema(server: DatabaseUrl, root: Path, kinds: Any) -> Schema:
             core.migrate(scratch, root, core.RunOptions())
             conn = connect(scratch)
             try:
-                return introspect_postgres(conn, kinds)
+                return introspect_postgres(conn, kinds), render_postgres(conn, top)
             finally:
                 conn.close()
         finally:
@@ -255,10 +226,26 @@ def postgres_schema(server: DatabaseUrl, root: Path, kinds: Any) -> Schema:
 class CheckResult:
     problems: list[str]
     summary: str
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    invalid: bool = False  # a file the parser cannot read, or a bad suppression: exit 2
+
+    @property
+    def exit_code(self) -> int:
+        if self.invalid:
+            return int(ExitCode.USAGE)
+        return int(ExitCode.FAILURE) if self.problems else 0
 
 
-def run_check(root: Path, server: DatabaseUrl) -> CheckResult:
+def top_name(files: list[FolderFile]) -> str:
+    named = [f for f in files if f.version is not None]
+    return max(named, key=lambda f: f.version or 0).path.stem if named else ""
+
+
+def run_check(root: Path, server: DatabaseUrl, *, write: bool = False) -> CheckResult:
+    from .lint import WARNING, lint_pairs
     from .schema import TYPE_MAP, diff, load_differences, load_kinds
+    from .snapshot import reconcile
 
     problems: list[str] = []
     folders: dict[str, list[FolderFile]] = {}
@@ -272,20 +259,33 @@ def run_check(root: Path, server: DatabaseUrl) -> CheckResult:
     problems += lint_pairing(folders["sqlite"], folders["postgres"])
     problems += lint_archive(root, folders["sqlite"])
     problems += lint_dialect(folders["sqlite"] + folders["postgres"])
+    report = lint_pairs(
+        root,
+        [(f.label, f.path) for f in folders["postgres"] if "postgres" not in blocked and (f.version or 0) > BASELINE],
+        [] if "sqlite" in blocked else [(f.version or 0, f.label, f.path) for f in folders["sqlite"]],
+        BASELINE,
+    )
+    problems += [f.text for f in report.findings if f.severity != WARNING]
+    warnings = [f.text for f in report.findings if f.severity == WARNING]
+    lint_skipped = bool(report.skipped and report.files)
+    notes = [f"lint: SKIPPED the squawk lint of postgres/ ({report.skipped}); its rules were not checked"]
+    notes = notes if lint_skipped else []
 
     kinds = load_kinds(root)
     differences = load_differences(root)
     schemas: dict[str, Schema] = {}
-    builders: dict[str, Callable[[], Schema]] = {
-        "sqlite": lambda: sqlite_schema(root, kinds),
-        "postgres": lambda: postgres_schema(server, root, kinds),
+    built: dict[str, str] = {}
+    tops = {d: top_name(folders[d]) for d in DIALECTS}
+    builders: dict[str, Callable[[], tuple[Schema, str]]] = {
+        "sqlite": lambda: sqlite_schema(root, kinds, tops["sqlite"]),
+        "postgres": lambda: postgres_schema(server, root, kinds, tops["postgres"]),
     }
     for dialect in DIALECTS:
         if dialect in blocked:
             problems.append(f"{dialect}/: not applied because of the problems above")
             continue
         try:
-            schemas[dialect] = builders[dialect]()
+            schemas[dialect], built[dialect] = builders[dialect]()
         except (DatabaseUnavailable, DatabaseError):
             raise  # the server, not the migrations: report it as such (exit 5 / 1 with its hint)
         except AgorDbError as exc:
@@ -294,6 +294,9 @@ def run_check(root: Path, server: DatabaseUrl) -> CheckResult:
             problems.append(f"{dialect}/: applying the migrations failed: {said}")
     if len(schemas) == 2:
         problems += diff(schemas["sqlite"], schemas["postgres"], TYPE_MAP, differences)
+    stale, written = reconcile(root, built, write_files=write)
+    problems += stale
+    notes += written
 
     def describe(dialect: str) -> str:
         versions = [f.version for f in folders[dialect] if f.version is not None]
@@ -303,11 +306,13 @@ def run_check(root: Path, server: DatabaseUrl) -> CheckResult:
     if problems:
         summary = f"check: {len(problems)} problem(s) in {root}"
     else:
+        verdict = "no problems, but NOT clean: the squawk lint was skipped" if lint_skipped else "clean"
         summary = (
-            f"check: clean; {describe('sqlite')} and {describe('postgres')} build the same schema "
+            f"check: {verdict}; {describe('sqlite')} and {describe('postgres')} build the same schema "
             f"under the type map ({len(differences)} reviewed differences in {root / 'differences.toml'})"
         )
-    return CheckResult(problems, summary)
+    invalid = any(f.severity == "invalid" for f in report.findings)
+    return CheckResult(problems, summary, warnings, notes, invalid)
 
 
 # -- commands ------------------------------------------------------------------------------------
@@ -389,6 +394,10 @@ def check(
         ),
     ] = None,
     sql_dir: SqlDirOpt = None,
+    write: Annotated[
+        bool,
+        typer.Option("--write", help="Write sql/schema/postgres.sql and sqlite.sql from what the folders build."),
+    ] = False,
 ) -> None:
     """Prove sql/sqlite and sql/postgres build the same schema; exit 0 when clean, 1 otherwise.
 
@@ -416,10 +425,14 @@ def check(
                 f"check needs a PostgreSQL server to build the scratch database on, got {url.display}",
                 hint="pass --database-url postgresql://USER:PASSWORD@HOST:5432/postgres (or set AGOR_DATABASE_URL)",
             )
-        result = run_check(sql_root(sql_dir), url)
+        result = run_check(sql_root(sql_dir), url, write=write)
         for line in result.problems:
             s.out.line(line, style="red")
+        for line in result.warnings:
+            s.out.line(line, style="yellow")
+        for line in result.notes:
+            s.out.line(line, style="yellow" if line.startswith("lint:") else "")
         s.out.line(result.summary, style="bold" if result.problems else "green")
-        return int(ExitCode.FAILURE) if result.problems else 0
+        return result.exit_code
 
     run(body)
