@@ -568,21 +568,24 @@ _INSERT = re.compile(
 @dataclass(frozen=True)
 class TableShape:
     columns: tuple[str, ...]
-    indexes: dict[str, str]  # explicit index name -> its CREATE statement
+    indexes: dict[str, tuple[str, ...]]  # explicit index name -> its columns
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _shapes(conn: object) -> dict[str, TableShape]:
+    """Each table's columns and its explicit (CREATE INDEX) indexes with their columns."""
     cur = conn.execute  # type: ignore[attr-defined]
     tables = [r[0] for r in cur("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()]
     out = {}
     for t in tables:
-        cols = tuple(r[1] for r in cur(f'PRAGMA table_info("{t.replace(chr(34), chr(34) * 2)}")').fetchall())
-        idx = {
-            r[0]: r[1]
-            for r in cur(
-                "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL", (t,)
-            ).fetchall()
-        }
+        cols = tuple(r[1] for r in cur(f"PRAGMA table_info({_quoted(t)})").fetchall())
+        names = cur(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL", (t,)
+        ).fetchall()
+        idx = {n: tuple(str(r[2]) for r in cur(f"PRAGMA index_info({_quoted(n)})").fetchall()) for (n,) in names}
         out[t.lower()] = TableShape(cols, idx)
     return out
 
@@ -648,6 +651,8 @@ def rebuild_rules(
                     )
                 )
         for index in sorted(set(before[table].indexes) - set(after[table].indexes)):
+            if not set(before[table].indexes[index]) <= set(after[table].columns):
+                continue  # its column went away with the rebuild: the pair's column drop decides, not the index
             if pg_text is None or not _drops_index(pg_text, index):
                 severity, why, rewrite = OWN_RULES["sqlite-rebuild-drops-index"]
                 out.append(
@@ -718,7 +723,7 @@ def _execute(conn: object, statements: tuple[Statement, ...]) -> tuple[int, str]
         try:
             conn.execute(s.sql).fetchall()  # type: ignore[attr-defined]
         except apsw.Error as exc:
-            return s.line, str(exc).split(":", 1)[-1].strip() if ":" in str(exc) else str(exc)
+            return s.line, str(exc)
     return None
 
 
