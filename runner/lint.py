@@ -539,10 +539,11 @@ def lint_postgres(root: Path, files: list[tuple[str, Path]]) -> LintReport:
     findings: list[Finding] = []
     for f in parsed:
         allowed = read_suppressions(f.label, f.text)
-        from_squawk = [
+        syntax = [h for h in hits[f.label] if h.rule == "syntax-error"][:1]  # the rest follow from the first
+        from_squawk = [_squawk_finding(f.label, h) for h in syntax] + [
             _squawk_finding(f.label, h)
             for h in hits[f.label]
-            if h.rule == "syntax-error" or not on_new_table(f.statements, h.line)
+            if h.rule != "syntax-error" and not on_new_table(f.statements, h.line)
         ]
         from_squawk = [h for h in from_squawk if h.severity == INVALID] + _filter(
             (h for h in from_squawk if h.severity != INVALID), allowed
