@@ -355,8 +355,17 @@ def check(
     reviewed in differences.toml are accepted. Every problem is printed as one line.
 
     \b
+    Lints every pair after 0010: squawk (with sql/squawk.toml) and agor-db's own rules on the
+    PostgreSQL half, lost columns/indexes in table rebuilds and PRAGMA foreign_keys on the SQLite half;
+    errors fail, warnings are printed. A file may allow a rule with
+    '-- agor-db: allow RULE: reason'. Without squawk ($AGOR_SQUAWK, the virtualenv, PATH) that part
+    is reported as skipped, never as clean. Compares sql/schema/*.sql with what the folders build;
+    --write rewrites them. Exit 2: a file the parser cannot read, or a malformed suppression.
+
+    \b
     Examples:
       agor-db check -d postgresql://agor:agor@localhost:5432/postgres
+      agor-db check --write -d postgresql://agor:agor@localhost:5432/postgres
       AGOR_DATABASE_URL=postgresql://... agor-db check --sql-dir ./sql
     """
 
