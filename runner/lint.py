@@ -528,12 +528,14 @@ def lint_postgres(root: Path, files: list[tuple[str, Path]]) -> LintReport:
         where = os.environ.get(SQUAWK_ENV) or "PATH"
         skipped = f"squawk not found ({SQUAWK_ENV} or {where}); install squawk-cli"
     else:
-        by_path = {str(f.path): f.label for f in parsed}
+        by_path = {str(f.path.resolve()): f.label for f in parsed}
         try:
             for mode in (True, False):
                 group = [f.path for f in parsed if f.transactional is mode]
                 for hit in run_squawk(binary, squawk_config(root), group, in_transaction=mode):
-                    hits[by_path.get(hit.path, hit.path)].append(hit)
+                    label = by_path.get(str(Path(hit.path).resolve()))
+                    if label is not None:
+                        hits[label].append(hit)
         except SquawkFailed as exc:
             skipped = str(exc)
     findings: list[Finding] = []
