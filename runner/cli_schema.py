@@ -186,8 +186,34 @@ def top_name(files: list[FolderFile]) -> str:
     return max(named, key=lambda f: f.version or 0).path.stem if named else ""
 
 
+@dataclass(frozen=True)
+class LintLines:
+    problems: list[str]
+    warnings: list[str]
+    notes: list[str]  # the squawk part skipped: said, never "clean"
+    invalid: bool
+
+
+def _lint(root: Path, folders: dict[str, list[FolderFile]], blocked: set[str]) -> LintLines:
+    """The safety lint of every pair after the baseline (runner/lint.py), as check's lines."""
+    from .lint import INVALID, WARNING, lint_pairs
+
+    report = lint_pairs(
+        root,
+        [(f.label, f.path) for f in folders["postgres"] if "postgres" not in blocked and (f.version or 0) > BASELINE],
+        [] if "sqlite" in blocked else [(f.version or 0, f.label, f.path) for f in folders["sqlite"]],
+        BASELINE,
+    )
+    skipped = [f"lint: SKIPPED the squawk lint of postgres/ ({report.skipped}); its rules were not checked"]
+    return LintLines(
+        [f.text for f in report.findings if f.severity != WARNING],
+        [f.text for f in report.findings if f.severity == WARNING],
+        skipped if report.skipped and report.files else [],
+        any(f.severity == INVALID for f in report.findings),
+    )
+
+
 def run_check(root: Path, server: DatabaseUrl, *, write: bool = False) -> CheckResult:
-    from .lint import WARNING, lint_pairs
     from .schema import TYPE_MAP, diff, load_differences, load_kinds
     from .snapshot import reconcile
 
@@ -203,17 +229,9 @@ def run_check(root: Path, server: DatabaseUrl, *, write: bool = False) -> CheckR
     problems += lint_pairing(folders["sqlite"], folders["postgres"])
     problems += lint_archive(root, folders["sqlite"])
     problems += lint_dialect(folders["sqlite"] + folders["postgres"])
-    report = lint_pairs(
-        root,
-        [(f.label, f.path) for f in folders["postgres"] if "postgres" not in blocked and (f.version or 0) > BASELINE],
-        [] if "sqlite" in blocked else [(f.version or 0, f.label, f.path) for f in folders["sqlite"]],
-        BASELINE,
-    )
-    problems += [f.text for f in report.findings if f.severity != WARNING]
-    warnings = [f.text for f in report.findings if f.severity == WARNING]
-    lint_skipped = bool(report.skipped and report.files)
-    notes = [f"lint: SKIPPED the squawk lint of postgres/ ({report.skipped}); its rules were not checked"]
-    notes = notes if lint_skipped else []
+    lint = _lint(root, folders, blocked)
+    problems += lint.problems
+    notes = list(lint.notes)
 
     kinds = load_kinds(root)
     differences = load_differences(root)
@@ -250,13 +268,12 @@ def run_check(root: Path, server: DatabaseUrl, *, write: bool = False) -> CheckR
     if problems:
         summary = f"check: {len(problems)} problem(s) in {root}"
     else:
-        verdict = "no problems, but NOT clean: the squawk lint was skipped" if lint_skipped else "clean"
+        verdict = "no problems, but NOT clean: the squawk lint was skipped" if lint.notes else "clean"
         summary = (
             f"check: {verdict}; {describe('sqlite')} and {describe('postgres')} build the same schema "
             f"under the type map ({len(differences)} reviewed differences in {root / 'differences.toml'})"
         )
-    invalid = any(f.severity == "invalid" for f in report.findings)
-    return CheckResult(problems, summary, warnings, notes, invalid)
+    return CheckResult(problems, summary, lint.warnings, notes, lint.invalid)
 
 
 # -- commands ------------------------------------------------------------------------------------

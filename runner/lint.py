@@ -601,16 +601,18 @@ def _drops_index(pg_text: str, index: str) -> bool:
     return re.search(pattern, code, re.I) is not None
 
 
-def rebuild_rules(
-    label: str,
-    statements: tuple[Statement, ...],
-    before: dict[str, TableShape],
-    after: dict[str, TableShape],
-    pg_text: str | None,
-) -> list[Finding]:
-    """Find create-copy-drop-rename rebuilds of tables that existed before the file and check them."""
+@dataclass(frozen=True)
+class Rebuild:
+    table: str
+    new: str  # the table renamed onto ``table``
+    drop: Statement
+    copy: tuple[Statement, re.Match[str]] | None  # INSERT INTO new ... SELECT
+
+
+def find_rebuilds(statements: tuple[Statement, ...]) -> list[Rebuild]:
+    """create-copy-drop-rename sequences: DROP TABLE t, ALTER TABLE n RENAME TO t, INSERT INTO n ... SELECT."""
     dropped: dict[str, Statement] = {}
-    renamed: dict[str, str] = {}  # old table -> the new table renamed onto it
+    renamed: dict[str, str] = {}
     inserts: dict[str, tuple[Statement, re.Match[str]]] = {}
     for s in statements:
         code = blank_comments_and_strings(s.sql)
@@ -620,54 +622,39 @@ def rebuild_rules(
             renamed[table_name(m.group("to"))] = table_name(m.group("name"))
         elif m := _INSERT.match(code):
             inserts.setdefault(table_name(m.group("name")), (s, m))
+    return [Rebuild(t, renamed[t], drop, inserts.get(renamed[t])) for t, drop in dropped.items() if t in renamed]
+
+
+def rebuild_rules(
+    label: str,
+    statements: tuple[Statement, ...],
+    before: dict[str, TableShape],
+    after: dict[str, TableShape],
+    pg_text: str | None,
+) -> list[Finding]:
+    """Check each rebuild of a table that existed before the file: every kept column copied, no index lost."""
     out: list[Finding] = []
-    for table, drop in dropped.items():
-        new = renamed.get(table)
-        if table not in before or new is None or table not in after:
+    for r in find_rebuilds(statements):
+        if r.table not in before or r.table not in after:
             continue
-        kept = [c for c in before[table].columns if c in after[table].columns]
-        copy = inserts.get(new)
-        if copy is None:
-            out.append(
-                Finding(
-                    label,
-                    drop.line,
-                    "sqlite-rebuild-drops-columns",
-                    ERROR,
-                    f"the rebuild of {table} copies no rows into {new}",
-                    OWN_RULES["sqlite-rebuild-drops-columns"][2],
-                )
-            )
-        elif copy[1].group("cols") is not None:
-            listed = {table_name(c.strip()) for c in copy[1].group("cols").split(",")}
-            missing = [c for c in kept if c.lower() not in {x.lower() for x in listed}]
+        old, new = before[r.table], after[r.table]
+        _sev, why, rewrite = OWN_RULES["sqlite-rebuild-drops-columns"]
+        if r.copy is None:
+            why = f"the rebuild of {r.table} copies no rows into {r.new}"
+            out.append(Finding(label, r.drop.line, "sqlite-rebuild-drops-columns", ERROR, why, rewrite))
+        elif r.copy[1].group("cols") is not None:
+            listed = {table_name(c.strip()).lower() for c in r.copy[1].group("cols").split(",")}
+            missing = [c for c in old.columns if c in new.columns and c.lower() not in listed]
             if missing:
-                severity, why, rewrite = OWN_RULES["sqlite-rebuild-drops-columns"]
-                out.append(
-                    Finding(
-                        label,
-                        copy[0].line,
-                        "sqlite-rebuild-drops-columns",
-                        severity,
-                        f"the rebuild of {table} does not copy {', '.join(missing)}; their values are lost",
-                        rewrite,
-                    )
-                )
-        for index in sorted(set(before[table].indexes) - set(after[table].indexes)):
-            if not set(before[table].indexes[index]) <= set(after[table].columns):
+                why = f"the rebuild of {r.table} does not copy {', '.join(missing)}; their values are lost"
+                out.append(Finding(label, r.copy[0].line, "sqlite-rebuild-drops-columns", ERROR, why, rewrite))
+        _sev, why, rewrite = OWN_RULES["sqlite-rebuild-drops-index"]
+        for index in sorted(set(old.indexes) - set(new.indexes)):
+            if not set(old.indexes[index]) <= set(new.columns):
                 continue  # its column went away with the rebuild: the pair's column drop decides, not the index
             if pg_text is None or not _drops_index(pg_text, index):
-                severity, why, rewrite = OWN_RULES["sqlite-rebuild-drops-index"]
-                out.append(
-                    Finding(
-                        label,
-                        drop.line,
-                        "sqlite-rebuild-drops-index",
-                        severity,
-                        f"index {index} of {table} is lost: {why}",
-                        rewrite,
-                    )
-                )
+                text = f"index {index} of {r.table} is lost: {why}"
+                out.append(Finding(label, r.drop.line, "sqlite-rebuild-drops-index", ERROR, text, rewrite))
     return out
 
 
