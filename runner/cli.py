@@ -349,11 +349,23 @@ def status(
 def new(
     name: Annotated[str, typer.Argument(help="What the migration does, e.g. add_session_tags.")],
     sql_dir: SqlDirOpt = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            "-d",
+            help="A PostgreSQL server (CREATEDB) to refresh sql/schema/postgres.sql on first. "
+            "Default: $AGOR_DATABASE_URL, $DATABASE_URL when they are PostgreSQL URLs.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Create the next migration as a pair: one file in sqlite/ and one in postgres/.
 
     The version is one above the highest in either folder. Both files must make the same schema
-    change; `agor-db check` compares the results.
+    change; `agor-db check` compares the results and lints both halves. First refreshes the
+    committed schema snapshots (sql/schema/*.sql) from the folders as they stand; after you write the
+    SQL, `agor-db check --write` refreshes them again with your change.
 
     \b
     Example:
@@ -361,14 +373,38 @@ def new(
     """
 
     def body(s: Session) -> int:
-        from .scaffold import new_pair
+        from .scaffold import new_pair, next_stem, refresh_snapshots
         from .source import sql_root
 
-        for path in new_pair(sql_root(sql_dir), name):
+        root = sql_root(sql_dir)
+        stem = next_stem(root, name)
+        server = _postgres_server(s, database_url)
+        for note in refresh_snapshots(root, server):
+            s.out.line(note)
+        created = new_pair(root, name, stem)
+        for path in created:
             s.out.line(f"created {path}")
+        where = f" --sql-dir {root}" if sql_dir else ""
+        s.out.line(
+            f"next: write the change in both files, then run `agor-db check --write{where}` "
+            "(with a PostgreSQL server) to lint the pair and refresh sql/schema/*.sql; commit all four files"
+        )
         return 0
 
     run(body)
+
+
+def _postgres_server(s: Session, flag: str | None) -> DatabaseUrl | None:
+    """The --database-url given (it must be PostgreSQL), else a PostgreSQL URL from the environment."""
+    if flag:
+        url = s.url(flag)
+        if url.dialect != "postgres":
+            raise UsageError(f"--database-url must name a PostgreSQL server here, got {url.display}")
+        return url
+    for env in ("AGOR_DATABASE_URL", "DATABASE_URL"):
+        if os.environ.get(env, "").startswith(("postgres://", "postgresql://")):
+            return s.url(os.environ[env])
+    return None
 
 
 def version_callback(value: bool) -> None:

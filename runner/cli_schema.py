@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import json
 import re
-import tempfile
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -22,8 +20,9 @@ import typer
 
 from .cli import EXIT_CODES, DatabaseUrlOpt, Session, SqlDirOpt, app, run
 from .errors import AgorDbError, DatabaseError, DatabaseUnavailable, ExitCode, UsageError
-from .source import FILE_NAME, checksum
-from .urls import DatabaseUrl, parse_url, redact
+from .scratch import postgres_schema, sqlite_schema
+from .source import FILE_NAME, blank_comments_and_strings, checksum
+from .urls import DatabaseUrl, redact
 
 if TYPE_CHECKING:
     from .schema import Schema
@@ -148,37 +147,6 @@ def lint_archive(root: Path, sqlite: list[FolderFile]) -> list[str]:
     return out
 
 
-def blank_comments_and_strings(sql: str) -> str:
-    """The SQL with comments and '...' literals replaced by spaces (newlines kept, so lines still count)."""
-    out: list[str] = []
-    i, n = 0, len(sql)
-    while i < n:
-        ch = sql[i]
-        if sql.startswith("--", i):
-            j = sql.find("\n", i)
-            j = n if j < 0 else j
-        elif sql.startswith("/*", i):
-            j = sql.find("*/", i + 2)
-            j = n if j < 0 else j + 2
-        elif ch == "'":
-            j = i + 1
-            while j < n:
-                if sql[j] == "'":
-                    if sql.startswith("''", j):
-                        j += 2
-                        continue
-                    j += 1
-                    break
-                j += 1
-        else:
-            out.append(ch)
-            i += 1
-            continue
-        out.append(re.sub(r"[^\n]", " ", sql[i:j]))
-        i = j
-    return "".join(out)
-
-
 def lint_dialect(files: list[FolderFile]) -> list[str]:
     out: list[str] = []
     for f in files:
@@ -198,67 +166,56 @@ def lint_dialect(files: list[FolderFile]) -> list[str]:
 # -- building and comparing ----------------------------------------------------------------------
 
 
-def sqlite_schema(root: Path, kinds: Any) -> Schema:
-    """Apply sql/sqlite with the real runner to a scratch file and read its schema back."""
-    import apsw
-
-    from . import core
-    from .schema import introspect_sqlite
-
-    with tempfile.TemporaryDirectory(prefix="agor-db-check-") as tmp:
-        path = Path(tmp) / "check.db"
-        core.migrate(parse_url(f"sqlite://{path}", "check"), root, core.RunOptions())
-        conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
-        try:
-            return introspect_sqlite(conn, kinds)
-        finally:
-            conn.close()
-
-
-def postgres_schema(server: DatabaseUrl, root: Path, kinds: Any) -> Schema:
-    """Apply sql/postgres to a scratch database created on ``server``, read its schema, drop it."""
-    import psycopg
-    from psycopg.conninfo import make_conninfo
-
-    from . import core
-    from .drivers.postgres import connect
-    from .schema import introspect_postgres
-
-    assert server.conninfo is not None
-    name = f"agor_db_check_{uuid.uuid4().hex[:12]}"
-    admin = connect(server)
-    try:
-        try:
-            admin.execute(f'CREATE DATABASE "{name}"')
-        except psycopg.Error as exc:
-            raise DatabaseError(
-                f"cannot create a scratch database on {server.display}: "
-                f"{redact(' '.join(str(exc).split()), server.secrets)}",
-                hint="check needs a role allowed to create databases (CREATEDB) on that server",
-            ) from None
-        try:
-            conninfo = make_conninfo(server.conninfo, dbname=name)
-            scratch = replace(server, raw=conninfo, conninfo=conninfo, source="check")
-            core.migrate(scratch, root, core.RunOptions())
-            conn = connect(scratch)
-            try:
-                return introspect_postgres(conn, kinds)
-            finally:
-                conn.close()
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.close()
-
-
 @dataclass(frozen=True)
 class CheckResult:
     problems: list[str]
     summary: str
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    invalid: bool = False  # a file the parser cannot read, or a bad suppression: exit 2
+
+    @property
+    def exit_code(self) -> int:
+        if self.invalid:
+            return int(ExitCode.USAGE)
+        return int(ExitCode.FAILURE) if self.problems else 0
 
 
-def run_check(root: Path, server: DatabaseUrl) -> CheckResult:
+def top_name(files: list[FolderFile]) -> str:
+    named = [f for f in files if f.version is not None]
+    return max(named, key=lambda f: f.version or 0).path.stem if named else ""
+
+
+@dataclass(frozen=True)
+class LintLines:
+    problems: list[str]
+    warnings: list[str]
+    notes: list[str]  # the squawk part skipped: said, never "clean"
+    invalid: bool
+
+
+def _lint(root: Path, folders: dict[str, list[FolderFile]], blocked: set[str]) -> LintLines:
+    """The safety lint of every pair after the baseline (runner/lint.py), as check's lines."""
+    from .lint import INVALID, WARNING, lint_pairs
+
+    report = lint_pairs(
+        root,
+        [(f.label, f.path) for f in folders["postgres"] if "postgres" not in blocked and (f.version or 0) > BASELINE],
+        [] if "sqlite" in blocked else [(f.version or 0, f.label, f.path) for f in folders["sqlite"]],
+        BASELINE,
+    )
+    skipped = [f"lint: SKIPPED the squawk lint of postgres/ ({report.skipped}); its rules were not checked"]
+    return LintLines(
+        [f.text for f in report.findings if f.severity != WARNING],
+        [f.text for f in report.findings if f.severity == WARNING],
+        skipped if report.skipped and report.files else [],
+        any(f.severity == INVALID for f in report.findings),
+    )
+
+
+def run_check(root: Path, server: DatabaseUrl, *, write: bool = False) -> CheckResult:
     from .schema import TYPE_MAP, diff, load_differences, load_kinds
+    from .snapshot import reconcile
 
     problems: list[str] = []
     folders: dict[str, list[FolderFile]] = {}
@@ -272,20 +229,25 @@ def run_check(root: Path, server: DatabaseUrl) -> CheckResult:
     problems += lint_pairing(folders["sqlite"], folders["postgres"])
     problems += lint_archive(root, folders["sqlite"])
     problems += lint_dialect(folders["sqlite"] + folders["postgres"])
+    lint = _lint(root, folders, blocked)
+    problems += lint.problems
+    notes = list(lint.notes)
 
     kinds = load_kinds(root)
     differences = load_differences(root)
     schemas: dict[str, Schema] = {}
-    builders: dict[str, Callable[[], Schema]] = {
-        "sqlite": lambda: sqlite_schema(root, kinds),
-        "postgres": lambda: postgres_schema(server, root, kinds),
+    built: dict[str, str] = {}
+    tops = {d: top_name(folders[d]) for d in DIALECTS}
+    builders: dict[str, Callable[[], tuple[Schema, str]]] = {
+        "sqlite": lambda: sqlite_schema(root, kinds, tops["sqlite"]),
+        "postgres": lambda: postgres_schema(server, root, kinds, tops["postgres"]),
     }
     for dialect in DIALECTS:
         if dialect in blocked:
             problems.append(f"{dialect}/: not applied because of the problems above")
             continue
         try:
-            schemas[dialect] = builders[dialect]()
+            schemas[dialect], built[dialect] = builders[dialect]()
         except (DatabaseUnavailable, DatabaseError):
             raise  # the server, not the migrations: report it as such (exit 5 / 1 with its hint)
         except AgorDbError as exc:
@@ -294,6 +256,9 @@ def run_check(root: Path, server: DatabaseUrl) -> CheckResult:
             problems.append(f"{dialect}/: applying the migrations failed: {said}")
     if len(schemas) == 2:
         problems += diff(schemas["sqlite"], schemas["postgres"], TYPE_MAP, differences)
+    stale, written = reconcile(root, built, write_files=write)
+    problems += stale
+    notes += written
 
     def describe(dialect: str) -> str:
         versions = [f.version for f in folders[dialect] if f.version is not None]
@@ -303,11 +268,12 @@ def run_check(root: Path, server: DatabaseUrl) -> CheckResult:
     if problems:
         summary = f"check: {len(problems)} problem(s) in {root}"
     else:
+        verdict = "no problems, but NOT clean: the squawk lint was skipped" if lint.notes else "clean"
         summary = (
-            f"check: clean; {describe('sqlite')} and {describe('postgres')} build the same schema "
+            f"check: {verdict}; {describe('sqlite')} and {describe('postgres')} build the same schema "
             f"under the type map ({len(differences)} reviewed differences in {root / 'differences.toml'})"
         )
-    return CheckResult(problems, summary)
+    return CheckResult(problems, summary, lint.warnings, notes, lint.invalid)
 
 
 # -- commands ------------------------------------------------------------------------------------
@@ -389,6 +355,10 @@ def check(
         ),
     ] = None,
     sql_dir: SqlDirOpt = None,
+    write: Annotated[
+        bool,
+        typer.Option("--write", help="Write sql/schema/postgres.sql and sqlite.sql from what the folders build."),
+    ] = False,
 ) -> None:
     """Prove sql/sqlite and sql/postgres build the same schema; exit 0 when clean, 1 otherwise.
 
@@ -402,8 +372,17 @@ def check(
     reviewed in differences.toml are accepted. Every problem is printed as one line.
 
     \b
+    Lints every pair after 0010: squawk (with sql/squawk.toml) and agor-db's own rules on the
+    PostgreSQL half, lost columns/indexes in table rebuilds and PRAGMA foreign_keys on the SQLite half;
+    errors fail, warnings are printed. A file may allow a rule with
+    '-- agor-db: allow RULE: reason'. Without squawk ($AGOR_SQUAWK, the virtualenv, PATH) that part
+    is reported as skipped, never as clean. Compares sql/schema/*.sql with what the folders build;
+    --write rewrites them. Exit 2: a file the parser cannot read, or a malformed suppression.
+
+    \b
     Examples:
       agor-db check -d postgresql://agor:agor@localhost:5432/postgres
+      agor-db check --write -d postgresql://agor:agor@localhost:5432/postgres
       AGOR_DATABASE_URL=postgresql://... agor-db check --sql-dir ./sql
     """
 
@@ -416,10 +395,14 @@ def check(
                 f"check needs a PostgreSQL server to build the scratch database on, got {url.display}",
                 hint="pass --database-url postgresql://USER:PASSWORD@HOST:5432/postgres (or set AGOR_DATABASE_URL)",
             )
-        result = run_check(sql_root(sql_dir), url)
+        result = run_check(sql_root(sql_dir), url, write=write)
         for line in result.problems:
             s.out.line(line, style="red")
+        for line in result.warnings:
+            s.out.line(line, style="yellow")
+        for line in result.notes:
+            s.out.line(line, style="yellow" if line.startswith("lint:") else "")
         s.out.line(result.summary, style="bold" if result.problems else "green")
-        return int(ExitCode.FAILURE) if result.problems else 0
+        return result.exit_code
 
     run(body)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .errors import UsageError
+from .errors import AgorDbError, UsageError
 from .source import FILE_NAME, list_migrations
+from .urls import DatabaseUrl
 
 DIALECTS = ("sqlite", "postgres")
 
@@ -30,7 +31,8 @@ def slug(name: str) -> str:
     return cleaned
 
 
-def new_pair(root: Path, name: str) -> list[Path]:
+def next_stem(root: Path, name: str) -> str:
+    """The next pair's file stem (NNNN_name); refuses the installed copy of sql/."""
     if "site-packages" in root.parts or "dist-packages" in root.parts:
         raise UsageError(
             f"{root} is the copy of sql/ installed with agor-db; new migrations belong in the source tree",
@@ -44,6 +46,42 @@ def new_pair(root: Path, name: str) -> list[Path]:
     stem = f"{highest + 1:04d}_{slug(name)}"
     if not FILE_NAME.match(stem + ".sql"):
         raise UsageError(f"cannot make a valid file name from {name!r}")
+    return stem
+
+
+def refresh_snapshots(root: Path, server: DatabaseUrl | None) -> list[str]:
+    """Write sql/schema/*.sql from the folders as they stand, so the new pair's review shows only its
+    own schema change. SQLite needs nothing; PostgreSQL needs a server (else: said, not written)."""
+    from .schema import load_kinds
+    from .scratch import postgres_schema, sqlite_schema
+    from .snapshot import reconcile
+
+    kinds = load_kinds(root)
+    tops = {d: _top(root / d) for d in DIALECTS}
+    built: dict[str, str] = {}
+    notes: list[str] = []
+    try:
+        built["sqlite"] = sqlite_schema(root, kinds, tops["sqlite"])[1]
+    except AgorDbError as exc:
+        notes.append(f"schema/sqlite.sql: not refreshed; sqlite/ does not build: {exc.message.splitlines()[0]}")
+    if server is None:
+        notes.append("schema/postgres.sql: not refreshed (no PostgreSQL server; pass --database-url)")
+    else:
+        try:
+            built["postgres"] = postgres_schema(server, root, kinds, tops["postgres"])[1]
+        except AgorDbError as exc:
+            notes.append(f"schema/postgres.sql: not refreshed: {exc.message.splitlines()[0]}")
+    problems, written = reconcile(root, built, write_files=True)
+    return written + notes + problems
+
+
+def _top(folder: Path) -> str:
+    found = list_migrations(folder) if folder.is_dir() else []
+    return found[-1].path.stem if found else ""
+
+
+def new_pair(root: Path, name: str, stem: str | None = None) -> list[Path]:
+    stem = stem or next_stem(root, name)
     created: list[Path] = []
     for dialect in DIALECTS:
         folder = root / dialect

@@ -145,6 +145,13 @@ def parse(migration: Migration, known_ids: set[str] | None = None) -> Script:
     transactional_raw = directives.get("transactional", "true").strip().lower()
     if transactional_raw not in ("true", "false"):
         raise MigrationFileError(f"{migration.path}: '-- transactional: {transactional_raw}' must be true or false")
+    if transactional_raw == "true":
+        line = concurrently_line(text)
+        if line is not None:
+            raise MigrationFileError(
+                f"{migration.path}:{line}: CONCURRENTLY cannot run inside a transaction, and this file runs in one",
+                hint="put '-- transactional: false' at the top and keep the file to the CONCURRENTLY statement",
+            )
     depends = tuple(d for d in directives.get("depends", "").split() if d)
     if known_ids is not None:
         unknown = [d for d in depends if d not in known_ids]
@@ -188,3 +195,51 @@ LEADING_COMMENTS = re.compile(r"\A(?:\s*(?:--[^\n]*(?:\n|\Z)|/\*.*?\*/))*\s*", r
 def _only_comments(sql: str) -> bool:
     """Nothing but comments, blank space and semicolons: nothing to run."""
     return not _COMMENT_OR_SPACE.sub("", sql).strip(" \t\n;")
+
+
+_CONCURRENTLY = re.compile(r"\bCONCURRENTLY\b", re.I)
+
+
+def concurrently_line(text: str) -> int | None:
+    """The line of the first statement using CONCURRENTLY (outside comments and strings), if any."""
+    if "concurrently" not in text.lower():  # the common case costs one scan
+        return None
+    code = blank_comments_and_strings(text)
+    m = _CONCURRENTLY.search(code)
+    if m is None:
+        return None
+    for s in split_statements(text):
+        if _CONCURRENTLY.search(blank_comments_and_strings(s.sql)):
+            return s.line
+    return code.count("\n", 0, m.start()) + 1
+
+
+def blank_comments_and_strings(sql: str) -> str:
+    """The SQL with comments and '...' literals replaced by spaces (newlines kept, so lines still count)."""
+    out: list[str] = []
+    i, n = 0, len(sql)
+    while i < n:
+        ch = sql[i]
+        if sql.startswith("--", i):
+            j = sql.find("\n", i)
+            j = n if j < 0 else j
+        elif sql.startswith("/*", i):
+            j = sql.find("*/", i + 2)
+            j = n if j < 0 else j + 2
+        elif ch == "'":
+            j = i + 1
+            while j < n:
+                if sql[j] == "'":
+                    if sql.startswith("''", j):
+                        j += 2
+                        continue
+                    j += 1
+                    break
+                j += 1
+        else:
+            out.append(ch)
+            i += 1
+            continue
+        out.append(re.sub(r"[^\n]", " ", sql[i:j]))
+        i = j
+    return "".join(out)

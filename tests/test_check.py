@@ -8,6 +8,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from agor_db.cli_schema import FolderFile, blank_comments_and_strings, lint_dialect
 from conftest import REPO, run_cli
 
@@ -68,7 +70,7 @@ def test_check_points_at_every_sabotage(tmp_path: Path, pg_db: str, pg_admin_of:
 
     result = run_cli("check", "--database-url", pg_db, "--sql-dir", str(root))
 
-    assert result.code == 1, result.output
+    assert result.code == 2, result.output  # a file the parser cannot read is bad input
     lines = result.stdout.strip().splitlines()
     assert lines[-1] == f"check: {len(lines) - 1} problem(s) in {root}"
     problems = lines[:-1]
@@ -80,10 +82,14 @@ def test_check_points_at_every_sabotage(tmp_path: Path, pg_db: str, pg_admin_of:
         'postgres/0012_add_color.sql:2: backtick quoting is SQLite/MySQL syntax; PostgreSQL quotes identifiers with "',
     ]
     assert problems[3] == (
+        "postgres/0012_add_color.sql:2: invalid syntax-error: the parser says: expected table relation name"
+    )
+    assert problems[4] == (
         "postgres/: applying the migrations failed: migration 0012_add_color.sql failed at statement 1 of 1 "
         '(line 2): ALTER TABLE `boards` ADD color TEXT;; database said: syntax error at or near "`" (SQLSTATE 42601)'
     )
-    assert len(problems) == 4  # postgres did not build, so there is no schema comparison
+    assert problems[5].startswith("schema/sqlite.sql:1: stale;")
+    assert len(problems) == 6  # postgres did not build, so there is no schema comparison and no snapshot
     assert snapshot(root) == before
     assert scratch_databases(pg_admin_of, pg_db) == []
 
@@ -91,7 +97,7 @@ def test_check_points_at_every_sabotage(tmp_path: Path, pg_db: str, pg_admin_of:
     (root / "postgres" / "0012_add_color.sql").write_text("ALTER TABLE boards ADD color TEXT;\n")
     result = run_cli("check", "--database-url", pg_db, "--sql-dir", str(root))
     assert result.code == 1, result.output
-    problems = result.stdout.strip().splitlines()[:-1]
+    problems = [p for p in result.stdout.strip().splitlines()[:-1] if not p.startswith("schema/")]
     assert problems[2:] == [
         "sessions.archived: sqlite boolean(integer) vs postgres text",
         "sessions.tags: sqlite text(text) vs postgres absent",
@@ -111,9 +117,16 @@ def test_check_reports_stale_reviewed_differences(tmp_path: Path, pg_db: str) ->
     )
     result = run_cli("check", "--database-url", pg_db, "--sql-dir", str(root))
     assert result.code == 1, result.output
-    assert result.stdout.splitlines()[:-1] == [
+    problems = result.stdout.splitlines()[:-1]
+    assert problems[0] == (
         "differences.toml: stale entry, no such difference: worktrees index worktrees_repo_name_unique: "
         "sqlite index (repo_id, name) vs postgres unique index (repo_id, name)"
+    )
+    # the committed snapshot shows the same change, on its own line
+    assert problems[1:] == [
+        f"schema/postgres.sql:{problems[1].split(':')[1]}: stale; the file says 'CREATE UNIQUE INDEX "
+        "worktrees_repo_name_unique ON worktrees USING btree (repo_id, name);', the folder builds 'CREATE INDEX "
+        "worktrees_repo_name_unique ON worktrees USING btree (repo_id, name);'; run agor-db check --write"
     ]
 
 
@@ -175,3 +188,285 @@ def test_defaults_compare_by_value_under_the_kind() -> None:
     assert normalise_default("(0)", "integer") == "0"
     assert normalise_default("NULL", "text") is None
     assert normalise_default("'a::b'", "text") == "'a::b'"
+
+
+# -- schema snapshots ------------------------------------------------------------------------------
+
+
+def test_snapshots_round_trip(pg_db: str, tmp_path: Path) -> None:
+    """Applying sql/schema/postgres.sql (sqlite.sql) to an empty database gives the same schema,
+    rendered identically, as the folder builds."""
+    import apsw
+    import psycopg
+
+    from agor_db.schema import canonical, introspect_postgres, introspect_sqlite
+    from agor_db.snapshot import render_postgres, render_sqlite
+
+    pg_text = (SQL / "schema" / "postgres.sql").read_text()
+    top = pg_text.split("builds up to ", 1)[1].split(",", 1)[0]
+    with psycopg.connect(pg_db, autocommit=True) as conn:
+        conn.execute(pg_text.encode())
+        assert render_postgres(conn, top) == pg_text
+        from_snapshot = introspect_postgres(conn)
+    lite_text = (SQL / "schema" / "sqlite.sql").read_text()
+    lite = apsw.Connection(str(tmp_path / "s.db"))
+    lite.execute(lite_text)
+    assert render_sqlite(lite, lite_text.split("builds up to ", 1)[1].split(",", 1)[0]) == lite_text
+    from_lite = introspect_sqlite(lite)
+    lite.close()
+
+    # and the same model the folders build with the real runner
+    from agor_db.scratch import sqlite_schema
+    from agor_db.schema import load_kinds
+
+    built, _text = sqlite_schema(SQL, load_kinds(SQL))
+    assert canonical(from_lite, cosmetic=True) == canonical(built, cosmetic=True)
+    assert len(from_snapshot.tables) == 11
+
+
+def test_stale_snapshot_fails_check_naming_the_line_and_the_command(tmp_path: Path, pg_db: str) -> None:
+    root = tmp_path / "sql"
+    shutil.copytree(SQL, root)
+    pair = "ALTER TABLE boards ADD color text;\n"
+    (root / "sqlite" / "0011_add_color.sql").write_text(pair)
+    (root / "postgres" / "0011_add_color.sql").write_text(pair.replace("text", "TEXT"))
+    before = snapshot(root)
+    result = run_cli("check", "--database-url", pg_db, "--sql-dir", str(root))
+    assert result.code == 1, result.output
+    problems = result.stdout.splitlines()[:-1]
+    pg_lines = (root / "schema" / "postgres.sql").read_text().splitlines()
+    assert problems == [
+        "schema/sqlite.sql:1: stale; the file says '-- The schema sql/sqlite/ builds up to 0010_add_archive_columns, "
+        "written by `agor-db check --write`; do not edit.', the folder builds '-- The schema sql/sqlite/ builds up to "
+        "0011_add_color, written by `agor-db check --write`; do not edit.'; run agor-db check --write",
+        "schema/postgres.sql:1: stale; the file says '-- The schema sql/postgres/ builds up to 0010_baseline, "
+        "written by `agor-db check --write`; do not edit.', the folder builds '-- The schema sql/postgres/ builds up "
+        "to 0011_add_color, written by `agor-db check --write`; do not edit.'; run agor-db check --write",
+    ]
+    assert snapshot(root) == before  # check without --write writes nothing
+
+    # --write refreshes both; the diff a reviewer sees is the header and the new column
+    result = run_cli("check", "--write", "--database-url", pg_db, "--sql-dir", str(root))
+    assert result.code == 0, result.output
+    assert result.stdout.splitlines()[:2] == ["schema/sqlite.sql: written", "schema/postgres.sql: written"]
+    after = (root / "schema" / "postgres.sql").read_text().splitlines()
+    added = [text for text in after if text not in pg_lines]
+    assert added == [
+        "-- The schema sql/postgres/ builds up to 0011_add_color, written by `agor-db check --write`; do not edit.",
+        "    color text,",
+    ]
+    result = run_cli("check", "--database-url", pg_db, "--sql-dir", str(root))
+    assert result.code == 0 and result.stdout.startswith("check: clean;"), result.output
+
+    # a hand edit in the middle is named by its line
+    text = (root / "schema" / "postgres.sql").read_text().replace("    color text,\n", "    colour text,\n")
+    (root / "schema" / "postgres.sql").write_text(text)
+    n = text.splitlines().index("    colour text,") + 1
+    result = run_cli("check", "--database-url", pg_db, "--sql-dir", str(root))
+    assert result.code == 1
+    assert result.stdout.splitlines()[0] == (
+        f"schema/postgres.sql:{n}: stale; the file says 'colour text,', the folder builds 'color text,'; "
+        "run agor-db check --write"
+    )
+    # a missing snapshot
+    (root / "schema" / "sqlite.sql").unlink()
+    result = run_cli("check", "--database-url", pg_db, "--sql-dir", str(root))
+    assert "schema/sqlite.sql: missing; run agor-db check --write" in result.stdout.splitlines()
+
+
+# -- the lint through check ------------------------------------------------------------------------
+
+
+def _pair(root: Path, name: str, sqlite: str, postgres: str) -> None:
+    (root / "sqlite" / name).write_text(sqlite)
+    (root / "postgres" / name).write_text(postgres)
+
+
+def test_check_fails_on_an_unsafe_pair_and_prints_warnings(tmp_path: Path, pg_db: str) -> None:
+    from agor_db.lint import find_squawk
+
+    if find_squawk() is None:
+        pytest.skip("squawk (PyPI squawk-cli) is not installed")
+    root = tmp_path / "sql"
+    shutil.copytree(SQL, root)
+    _pair(
+        root,
+        "0011_color.sql",
+        "ALTER TABLE boards ADD color text NOT NULL DEFAULT 'blue';\n"
+        "CREATE INDEX boards_color_idx ON boards (color);\n",
+        "ALTER TABLE boards ADD COLUMN color TEXT NOT NULL DEFAULT 'blue';\n"
+        "CREATE INDEX boards_color_idx ON boards (color);\n",
+    )
+    _pair(
+        root,
+        "0012_rename_slug.sql",
+        "DROP INDEX boards_slug_idx;\nALTER TABLE boards RENAME COLUMN slug TO handle;\n",
+        "-- agor-db: allow require-concurrent-index-deletion: boards holds a few rows per team\n"
+        "DROP INDEX boards_slug_idx;\nALTER TABLE boards RENAME COLUMN slug TO handle;\n",
+    )
+    assert run_cli("check", "--write", "--database-url", pg_db, "--sql-dir", str(root)).code == 1
+    before = snapshot(root)
+    result = run_cli("check", "--database-url", pg_db, "--sql-dir", str(root))
+    assert result.code == 1, result.output
+    assert result.stdout.splitlines() == [
+        "postgres/0011_color.sql:2: error require-concurrent-index-creation: CREATE INDEX blocks writes to the "
+        "table while the index builds; instead: CREATE INDEX CONCURRENTLY IF NOT EXISTS in a migration of its own "
+        "with '-- transactional: false'",
+        "postgres/0012_rename_slug.sql:3: warning renaming-column: the running Agor still uses the old name during "
+        "a rolling deploy; instead: add the new column, write both, switch readers, drop the old one",
+        f"check: 1 problem(s) in {root}",
+    ]
+    assert snapshot(root) == before
+    assert scratch_databases_of(pg_db) == []
+
+
+def scratch_databases_of(url: str) -> list[str]:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'agor_db_check_%'").fetchall()
+    return [r[0] for r in rows]
+
+
+def test_check_exits_2_on_sql_the_parser_cannot_read(tmp_path: Path, pg_db: str) -> None:
+    root = tmp_path / "sql"
+    shutil.copytree(SQL, root)
+    _pair(root, "0011_broken.sql", "-- oops\nALTER TABLE boards ADD;\n", "SELECT 1;\n")
+    result = run_cli("check", "--database-url", pg_db, "--sql-dir", str(root))
+    assert result.code == 2, result.output
+    assert 'sqlite/0011_broken.sql:2: invalid syntax-error: the parser says: near ";": syntax error' in result.stdout
+    _pair(root, "0011_broken.sql", "-- agor-db: allow made-up-rule: because\nSELECT 1;\n", "SELECT 1;\n")
+    result = run_cli("check", "--database-url", pg_db, "--sql-dir", str(root))
+    assert result.code == 2, result.output
+    assert "sqlite/0011_broken.sql:1: invalid suppression: unknown rule 'made-up-rule'" in result.stdout
+
+
+def test_missing_squawk_is_a_clear_skip_never_clean(tmp_path: Path, pg_db: str) -> None:
+    root = tmp_path / "sql"
+    shutil.copytree(SQL, root)
+    _pair(root, "0011_color.sql", "ALTER TABLE boards ADD color text;\n", "ALTER TABLE boards ADD COLUMN color TEXT;\n")
+    missing = str(tmp_path / "no" / "squawk")
+    result = run_cli("check", "--write", "--database-url", pg_db, "--sql-dir", str(root), env={"AGOR_SQUAWK": missing})
+    assert result.code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert (
+        f"lint: SKIPPED the squawk lint of postgres/ (squawk not found (AGOR_SQUAWK or {missing}); install "
+        "squawk-cli); its rules were not checked" in lines
+    )
+    assert lines[-1].startswith("check: no problems, but NOT clean: the squawk lint was skipped;")
+    assert "clean;" not in lines[-1].replace("NOT clean:", "")
+
+
+def test_migrate_refuses_concurrently_in_a_transactional_file(sql_root: Path, pg_db: str) -> None:
+    from conftest import write_migrations
+
+    write_migrations(
+        sql_root,
+        "postgres",
+        {
+            "0001_t.sql": "CREATE TABLE t (id BIGINT);\n",
+            "0002_idx.sql": "-- an index\n\nCREATE INDEX CONCURRENTLY t_id_idx ON t (id);\n",
+        },
+    )
+    result = run_cli("migrate", "--database-url", pg_db, "--sql-dir", str(sql_root))
+    assert result.code == 2, result.output
+    assert "0002_idx.sql:3: CONCURRENTLY cannot run inside a transaction, and this file runs in one" in result.stderr
+    assert "-- transactional: false" in result.stderr
+    import psycopg
+
+    with psycopg.connect(pg_db) as conn:  # validation runs before anything: not even 0001 ran
+        assert conn.execute("SELECT to_regclass('t')").fetchone() == (None,)
+
+
+def test_new_refreshes_the_snapshots_and_says_what_to_run_next(tmp_path: Path, pg_db: str) -> None:
+    root = tmp_path / "sql"
+    shutil.copytree(SQL, root)
+    shutil.rmtree(root / "schema")
+    result = run_cli("new", "add_color", "--sql-dir", str(root))
+    assert result.code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[:2] == [
+        "schema/sqlite.sql: written",
+        "schema/postgres.sql: not refreshed (no PostgreSQL server; pass --database-url)",
+    ]
+    assert lines[-1] == (
+        f"next: write the change in both files, then run `agor-db check --write --sql-dir {root}` (with a "
+        "PostgreSQL server) to lint the pair and refresh sql/schema/*.sql; commit all four files"
+    )
+    assert (root / "schema" / "sqlite.sql").read_text() == (SQL / "schema" / "sqlite.sql").read_text()
+    result = run_cli("new", "add_size", "--sql-dir", str(root), "--database-url", pg_db)
+    assert result.code == 0, result.output
+    # the folders hold an empty 0011 now, so they no longer build: said, and the pair is still made
+    assert result.stdout.splitlines()[0].startswith("schema/sqlite.sql: not refreshed; sqlite/ does not build:")
+    assert (root / "postgres" / "0012_add_size.sql").is_file()
+
+
+RICH_PG = """
+CREATE TYPE mood AS ENUM ('calm', 'busy');
+CREATE TABLE parent (
+    id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    code TEXT NOT NULL UNIQUE,
+    n SERIAL,
+    feeling mood DEFAULT 'calm',
+    twice BIGINT GENERATED ALWAYS AS (id * 2) STORED,
+    "order" INTEGER CHECK ("order" >= 0)
+);
+CREATE TABLE "Child" (
+    id VARCHAR(36) PRIMARY KEY,
+    parent_id BIGINT REFERENCES parent (id) ON DELETE CASCADE,
+    payload JSONB NOT NULL DEFAULT '{}'::jsonb
+);
+CREATE UNIQUE INDEX child_payload_kind ON "Child" ((payload ->> 'kind')) WHERE parent_id IS NOT NULL;
+CREATE SEQUENCE tickets START WITH 100 INCREMENT BY 5;
+CREATE VIEW busy_parents AS SELECT id, code FROM parent WHERE feeling = 'busy';
+CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.code := lower(NEW.code); RETURN NEW; END $$;
+CREATE TRIGGER parent_touch BEFORE INSERT ON parent FOR EACH ROW EXECUTE FUNCTION touch();
+"""
+
+
+def test_postgres_snapshot_round_trips_what_later_migrations_may_add(pg_db: str) -> None:
+    """Enums, identity and serial columns, generated columns, checks, unique constraints, expression and
+    partial indexes, quoted names, sequences, views, functions and triggers: rendered, applied to an
+    empty schema, rendered again, identical."""
+    import psycopg
+
+    from agor_db.snapshot import render_postgres
+
+    with psycopg.connect(pg_db, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA a; CREATE SCHEMA b; SET search_path = a")
+        conn.execute(RICH_PG.encode())
+        first = render_postgres(conn, "0011_rich")
+        conn.execute("SET search_path = b")
+        conn.execute(first.encode())
+        second = render_postgres(conn, "0011_rich")
+    assert second == first
+    for expected in (
+        "CREATE TYPE mood AS ENUM ('calm', 'busy');",
+        'CREATE TABLE "Child" (',
+        '    "order" integer,',
+        "CREATE TRIGGER parent_touch BEFORE INSERT ON parent",
+        "CREATE VIEW busy_parents AS",
+    ):
+        assert expected in first, first
+    assert " a." not in first  # no schema names: the snapshot applies wherever search_path points
+
+
+def test_sqlite_snapshot_round_trips_views_and_triggers(tmp_path: Path) -> None:
+    import apsw
+
+    from agor_db.snapshot import render_sqlite
+
+    one = apsw.Connection(str(tmp_path / "one.db"))
+    one.execute(
+        "CREATE TABLE b (id INTEGER PRIMARY KEY, name TEXT UNIQUE); CREATE INDEX b_name ON b (lower(name));"
+        "CREATE TABLE a (id INTEGER PRIMARY KEY, b_id INTEGER REFERENCES b (id));"
+        "CREATE VIEW named AS SELECT a.id, b.name FROM a JOIN b ON b.id = a.b_id;"
+        "CREATE TRIGGER a_touch AFTER INSERT ON a BEGIN UPDATE b SET name = name WHERE id = NEW.b_id; END;"
+        "CREATE TABLE agor_migrations (version INTEGER);"
+    )
+    first = render_sqlite(one, "0011_x")
+    two = apsw.Connection(str(tmp_path / "two.db"))
+    two.execute(first)
+    assert render_sqlite(two, "0011_x") == first
+    assert "agor_migrations" not in first
+    assert first.index("CREATE TABLE a ") < first.index("CREATE TRIGGER a_touch") < first.index("CREATE TABLE b ")

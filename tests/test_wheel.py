@@ -27,6 +27,8 @@ def test_wheel_installs_and_migrates_from_outside_the_checkout(tmp_path: Path) -
     names = zipfile.ZipFile(wheel).namelist()
     assert "agor_db/sql/sqlite/0000_pretty_mac_gargan.sql" in names
     assert "agor_db/sql/postgres/0010_baseline.sql" in names
+    # check on the installed folders compares the snapshots and runs squawk with its configuration
+    assert {"agor_db/sql/schema/postgres.sql", "agor_db/sql/schema/sqlite.sql", "agor_db/sql/squawk.toml"} <= set(names)
     assert "agor_db/cli.py" in names
 
     # A fresh virtualenv; the dependencies come from the test environment's site-packages (no network),

@@ -1,0 +1,74 @@
+"""Build a migration folder in a scratch database and read back its schema model and snapshot text.
+
+SQLite: a temporary file; PostgreSQL: a database created on the given server and dropped afterwards.
+Both use the real runner, so what is read back is exactly what ``migrate`` would build.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import DatabaseError
+from .urls import DatabaseUrl, parse_url, redact
+
+if TYPE_CHECKING:
+    from .schema import Schema
+
+
+def sqlite_schema(root: Path, kinds: Any, top: str = "") -> tuple[Schema, str]:
+    """Apply sql/sqlite with the real runner to a scratch file; read its schema and snapshot back."""
+    import apsw
+
+    from . import core
+    from .schema import introspect_sqlite
+    from .snapshot import render_sqlite
+
+    with tempfile.TemporaryDirectory(prefix="agor-db-check-") as tmp:
+        path = Path(tmp) / "check.db"
+        core.migrate(parse_url(f"sqlite://{path}", "check"), root, core.RunOptions())
+        conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+        try:
+            return introspect_sqlite(conn, kinds), render_sqlite(conn, top)
+        finally:
+            conn.close()
+
+
+def postgres_schema(server: DatabaseUrl, root: Path, kinds: Any, top: str = "") -> tuple[Schema, str]:
+    """Apply sql/postgres to a scratch database created on ``server``, read its schema and snapshot, drop it."""
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    from . import core
+    from .drivers.postgres import connect
+    from .schema import introspect_postgres
+    from .snapshot import render_postgres
+
+    assert server.conninfo is not None
+    name = f"agor_db_check_{uuid.uuid4().hex[:12]}"
+    admin = connect(server)
+    try:
+        try:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        except psycopg.Error as exc:
+            raise DatabaseError(
+                f"cannot create a scratch database on {server.display}: "
+                f"{redact(' '.join(str(exc).split()), server.secrets)}",
+                hint="check needs a role allowed to create databases (CREATEDB) on that server",
+            ) from None
+        try:
+            conninfo = make_conninfo(server.conninfo, dbname=name)
+            scratch = replace(server, raw=conninfo, conninfo=conninfo, source="check")
+            core.migrate(scratch, root, core.RunOptions())
+            conn = connect(scratch)
+            try:
+                return introspect_postgres(conn, kinds), render_postgres(conn, top)
+            finally:
+                conn.close()
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.close()
