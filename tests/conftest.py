@@ -98,9 +98,7 @@ def pg_server() -> Iterator[PgServer]:
     admin = server.get_uri()
     # Password authentication for everyone but the superuser, so wrong-password paths are real.
     hba = data / "pg_hba.conf"
-    hba.write_text(
-        "local all postgres trust\nlocal all all scram-sha-256\nhost all all 127.0.0.1/32 scram-sha-256\n"
-    )
+    hba.write_text("local all postgres trust\nlocal all all scram-sha-256\nhost all all 127.0.0.1/32 scram-sha-256\n")
     with _admin_connect(admin) as conn:
         conn.execute("SELECT pg_reload_conf()")
         conn.execute(f"CREATE ROLE {TEST_ROLE} LOGIN CREATEDB PASSWORD '{TEST_PASSWORD}'")

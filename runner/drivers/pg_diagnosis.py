@@ -128,6 +128,11 @@ def connect_failed(url: DatabaseUrl, exc: BaseException) -> AgorDbError:
     else:
         text = _one_line(url, exc)
     lowered = text.lower()
+    if "definition of service" in lowered or "service file" in lowered:
+        return UrlError(
+            f"cannot use the connection service of {url.display}: {text}",
+            hint="define it in the service file (PGSERVICEFILE, else ~/.pg_service.conf) or fix its name",
+        )
     if _BAD_OPTION.search(text):
         return UrlError(
             f"the server refused a setting in the connection options of {url.display}: {_after_fatal(text)}",
@@ -157,7 +162,7 @@ def _after_fatal(text: str) -> str:
 
 def standby(url: DatabaseUrl, doing: str) -> DatabaseUnavailable:
     return DatabaseUnavailable(
-        f"{url.display} is a hot standby (read-only replica, pg_is_in_recovery() is true): cannot {doing} there",
+        f"{url.display} is a hot standby (read-only replica, pg_is_in_recovery() is true); refused while {doing}",
         hint="migrations must run against the primary; point --database-url at it, or list every host with "
         "target_session_attrs=read-write",
     )
@@ -166,7 +171,7 @@ def standby(url: DatabaseUrl, doing: str) -> DatabaseUnavailable:
 def read_only(url: DatabaseUrl, facts: SessionFacts, doing: str) -> DatabaseError:
     name = "default_transaction_read_only"
     return DatabaseError(
-        f"cannot {doing} in {url.display}: the session is read-only ({facts.describe(name)})",
+        f"the session is read-only ({facts.describe(name)}); {url.display} refused while {doing}",
         hint=f"migrate as a role that may write, or {facts.reset_hint(name)}",
     )
 
@@ -177,7 +182,7 @@ def session_cause(
     exc: BaseException,
     doing: str,
     *,
-    outcome: str = "nothing of it was kept",
+    outcome: str = "whatever it had not committed was rolled back; earlier migrations stay applied",
 ) -> AgorDbError | None:
     """The error for a failure caused by the server's settings or state rather than by SQL; None otherwise.
 

@@ -203,11 +203,11 @@ class PostgresDriver:
             return
         facts = self.facts
         assert facts is not None
-        doing = f"create the journal table {JOURNAL_TABLE}"
+        doing = f"creating the journal table {self.journal or JOURNAL_TABLE}"
         if self.journal is None:
             raise DatabaseError(
-                f"cannot {doing} in {self.url.display}: no schema on the search_path exists "
-                f"(SHOW search_path as role {facts.user})",
+                f"cannot create the journal table {JOURNAL_TABLE} in {self.url.display}: "
+                f"no schema on the search_path exists (SHOW search_path as role {facts.user})",
                 hint="create the schema (CREATE SCHEMA …) or fix search_path (options=-csearch_path=… in the URL)",
             )
         if facts.in_recovery:
@@ -219,7 +219,7 @@ class PostgresDriver:
                 self._guard()
                 self.conn.execute(JOURNAL_DDL.format(journal=self.journal))
         except psycopg.Error as exc:
-            raise self._refused(exc, f"creating the journal table {self.journal}") from None
+            raise self._refused(exc, doing) from None
 
     def read_journal(self) -> list[AppliedMigration]:
         if not self.journal_exists():
