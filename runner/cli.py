@@ -27,7 +27,8 @@ Exit codes:
   3  drift: an applied migration was edited, renamed or deleted, a pending one is out of order,
      or an existing SQLite database matches no archived step (or is not an Agor database)
   4  lock timeout: another agor-db held the migration lock longer than --lock-timeout
-  5  database unavailable: unreachable, wrong password, missing database, unusable file
+  5  database unavailable: unreachable, wrong password, missing database, a hot standby,
+     a server restart mid-run, unusable file
   6  pending migrations (only with `status --exit-code`)
 """
 
@@ -50,7 +51,8 @@ DatabaseUrlOpt = Annotated[
     typer.Option(
         "--database-url",
         "-d",
-        help="postgresql://user:pass@host:5432/db, sqlite:///abs/path.db, file:~/.agor/agor.db or a path. "
+        help="postgresql://user:pass@host:5432/db (or postgresql:// with PG* variables), a libpq keyword string "
+        "('host=db dbname=agor user=agor', 'service=agor'), sqlite:///abs/path.db, file:~/.agor/agor.db or a path. "
         "Default: $AGOR_DATABASE_URL, $DATABASE_URL, $AGOR_DB_PATH, ~/.agor/agor.db.",
         show_default=False,
     ),
