@@ -11,10 +11,15 @@ from pathlib import Path
 import psycopg
 import pytest
 from conftest import TEST_PASSWORD, PgServer, finish_cli, run_cli, spawn_cli, write_migrations
+from agor_db.urls import parse_url
 from pg_cluster import PRIMARY_PORT, STANDBY_PORT, Cluster, cluster  # noqa: F401  (fixture)
 
 ONE = {"0001_a.sql": "CREATE TABLE a (id INTEGER);\n"}
 TWO = {**ONE, "0002_b.sql": "CREATE TABLE b (id INTEGER);\n"}
+
+
+def redacted(url: str) -> str:
+    return parse_url(url).display
 
 
 def _dbname(url: str) -> str:
@@ -273,8 +278,33 @@ def test_server_restart_mid_migration(cluster: Cluster, sql_root: Path):  # noqa
     cluster.pg_ctl("primary", "-m", "fast", "restart")
     code, _out, err = finish_cli(proc)
     assert code == 5, err
-    assert "the server ended the session (a shutdown, restart or pg_terminate_backend) while applying 0002_slow" in err
+    assert f"the server ended the session with {redacted(url)} (a shutdown, restart" in err
+    assert "pg_terminate_backend) while applying 0002_slow.sql" in err
     assert "whatever it had not committed was rolled back; earlier migrations stay applied" in err
     with psycopg.connect(url, autocommit=True) as conn:
         assert conn.execute("SELECT version FROM agor_migrations").fetchall() == [(1,)]
         assert conn.execute("SELECT to_regclass('slow')").fetchone() == (None,)
+
+
+def test_a_timeout_that_still_ends_something_is_named(pg_db: str, pg_admin_of):  # type: ignore[no-untyped-def]
+    """Outside agor-db's guarded transactions (a non-transactional statement, a wait in autocommit) the
+    server's statement_timeout can still cancel: the message names it, where it is set, and the reset."""
+    from agor_db.drivers.pg_diagnosis import SessionFacts, session_cause
+    from agor_db.errors import ExitCode
+
+    dbname = _dbname(pg_db)
+    with pg_admin_of(pg_db) as conn:
+        conn.execute(f'ALTER DATABASE "{dbname}" SET statement_timeout = 100')
+    url = parse_url(pg_db)
+    with psycopg.connect(pg_db, autocommit=True) as conn:
+        facts = SessionFacts.read(conn)
+        with pytest.raises(psycopg.errors.QueryCanceled) as caught:
+            conn.execute("SELECT pg_sleep(2)")
+    error = session_cause(url, facts, caught.value, "waiting for the migration lock")
+    assert error is not None and error.exit_code == ExitCode.FAILURE
+    assert "the server cancelled agor-db while waiting for the migration lock: statement_timeout = 100ms, " in str(
+        error
+    )
+    assert f"set for database {dbname} (ALTER DATABASE … SET)" in str(error)
+    assert f"ALTER DATABASE {dbname} RESET statement_timeout" in str(error)
+    assert TEST_PASSWORD not in str(error)

@@ -213,7 +213,8 @@ def session_cause(
         )
     if isinstance(exc, pg_errors.AdminShutdown | pg_errors.CrashShutdown) or _server_went_away(text):
         return DatabaseUnavailable(
-            f"the server ended the session (a shutdown, restart or pg_terminate_backend) while {doing}: {text}; "
+            f"the server ended the session with {url.display} (a shutdown, restart or pg_terminate_backend) "
+            f"while {doing}: {text}; "
             f"{outcome}",
             hint="run agor-db migrate again once the server is back",
         )
