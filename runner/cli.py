@@ -297,6 +297,8 @@ def status(
         url = s.url(database_url)
         seen = core.inspect(url, sql_root(sql_dir), core.RunOptions())
         plan = seen.plan
+        for note in seen.notes:
+            s.out.warn(note)
         # A legacy database's steps are not in the journal yet: the plan lists them as applied (so that
         # pending is what migrate will run), but to the reader they are work still to do: adoption.
         journaled = [a for a in plan.applied if a.applied_at]

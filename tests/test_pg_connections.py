@@ -244,6 +244,7 @@ def test_standby_migrate_status_wait(cluster: Cluster, sql_root: Path):  # noqa:
             time.sleep(0.05)
     r = run_cli("status", "-d", standby, "--sql-dir", str(sql_root))
     assert r.code == 0 and "1 applied, 1 pending" in r.stdout, r.output
+    assert "is a hot standby (read-only replica): what it shows may lag behind the primary" in r.stderr
     r = run_cli("migrate", "-d", standby, "--sql-dir", str(sql_root))
     assert r.code == 5, r.output
     assert "is a hot standby (read-only replica, pg_is_in_recovery() is true)" in r.stderr

@@ -91,6 +91,11 @@ class PostgresDriver:
         except psycopg.Error as exc:
             self.conn.close()
             raise self._lost(exc, "reading the session's settings") from None
+        if readonly and self.facts.in_recovery:
+            self.warnings.append(
+                f"{url.display} is a hot standby (read-only replica): what it shows may lag behind the primary, "
+                "and migrate must run against the primary"
+            )
         # None when no schema of search_path exists: there is no journal to read, nowhere to create one
         self.journal = (
             f"{sql.Identifier(self.facts.schema).as_string(self.conn)}.{JOURNAL_TABLE}" if self.facts.schema else None
