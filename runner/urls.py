@@ -229,7 +229,7 @@ def _plain_path(text: str, source: str) -> DatabaseUrl:
         raise UrlError(
             f"the database {text!r} from {source} is neither a URL nor a SQLite file path",
             hint="write a PostgreSQL URL (postgresql://…) or keyword string (host=… dbname=…), or a file path "
-            "with a directory part or a .db suffix (./agor, agor.db); " + _supported_hint(),
+            "with a directory part or a .db suffix (./agor, agor.db)",
         )
     return _sqlite(text, text, source)
 

@@ -309,3 +309,25 @@ def test_a_timeout_that_still_ends_something_is_named(pg_db: str, pg_admin_of): 
     assert f"set for database {dbname} (ALTER DATABASE … SET)" in str(error)
     assert f"ALTER DATABASE {dbname} RESET statement_timeout" in str(error)
     assert TEST_PASSWORD not in str(error)
+
+
+def test_idle_in_transaction_timeout_is_named(pg_db: str, role, pg_server, pg_admin_of):  # type: ignore[no-untyped-def]
+    from agor_db.drivers.pg_diagnosis import SessionFacts, session_cause
+
+    with pg_admin_of(pg_db) as conn:
+        conn.execute(f"ALTER ROLE {role} SET idle_in_transaction_session_timeout = 100")
+    url = _as(pg_server, pg_db, role)
+    with psycopg.connect(url, autocommit=True) as conn:
+        facts = SessionFacts.read(conn)
+        conn.execute("BEGIN")
+        time.sleep(0.5)
+        with pytest.raises(psycopg.Error) as caught:
+            conn.execute("SELECT 1")
+    error = session_cause(parse_url(url), facts, caught.value, "applying 0002_b.sql")
+    assert error is not None
+    assert (
+        "the server ended agor-db's session while applying 0002_b.sql: idle_in_transaction_session_timeout = 100ms"
+        in (str(error))
+    )
+    assert f"set for role {role} (ALTER ROLE … SET)" in str(error)
+    assert f"ALTER ROLE {role} RESET idle_in_transaction_session_timeout" in str(error)

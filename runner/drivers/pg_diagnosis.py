@@ -9,7 +9,6 @@ transaction or the session itself can no longer be asked.
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -39,7 +38,7 @@ _BAD_OPTION = re.compile(
     r"invalid value for parameter|unrecognized configuration parameter|parameter \S+ cannot be (changed|set)",
     re.IGNORECASE,
 )
-_HOST_FAILURE = re.compile(r"^- host: '([^']*)', port: '([^']*)'.*?failed: (?:FATAL: )?(.*)$")
+_HOST_FAILURE = re.compile(r"^- host: '([^']*)', port: '([^']*)'.*failed: (?:FATAL: +)?(.*)$")
 
 
 @dataclass(frozen=True)
@@ -110,6 +109,8 @@ def bad_conninfo(url: DatabaseUrl, exc: BaseException) -> UrlError:
     hint = None
     m = re.search(r'invalid (?:connection option|URI query parameter):? "([^"]+)"', text)
     if m:
+        import difflib
+
         known = [d.keyword.decode() for d in psycopg.pq.Conninfo.get_defaults()]
         close = difflib.get_close_matches(m.group(1), known, n=1)
         hint = f"did you mean {close[0]!r}?" if close else "libpq keywords: " + ", ".join(sorted(known)[:40])
