@@ -141,6 +141,8 @@ def test_bad_startup_option_is_a_usage_error(pg_db: str, sql_root: Path, pg_admi
     assert "refused a setting in the connection options" in r.stderr
     assert 'invalid value for parameter "statement_timeout": "xyz"' in r.stderr
     assert "did not answer in time" not in r.stderr
+    r = run_cli("wait", "-d", pg_db + "&options=-c%20statement_timeout%3Dxyz", "--timeout", "30")
+    assert r.code == 2 and "refused a setting in the connection options" in r.stderr, r.output  # at once
     with pg_admin_of(pg_db) as conn:
         assert _tables(conn) == []
 
