@@ -27,7 +27,8 @@ Exit codes:
   3  drift: an applied migration was edited, renamed or deleted, a pending one is out of order,
      or an existing SQLite database matches no archived step (or is not an Agor database)
   4  lock timeout: another agor-db held the migration lock longer than --lock-timeout
-  5  database unavailable: unreachable, wrong password, missing database, unusable file
+  5  database unavailable: unreachable, wrong password, missing database, a hot standby,
+     a server restart mid-run, unusable file
   6  pending migrations (only with `status --exit-code`)
 """
 
@@ -50,7 +51,8 @@ DatabaseUrlOpt = Annotated[
     typer.Option(
         "--database-url",
         "-d",
-        help="postgresql://user:pass@host:5432/db, sqlite:///abs/path.db, file:~/.agor/agor.db or a path. "
+        help="postgresql://user:pass@host:5432/db (or postgresql:// with PG* variables), a libpq keyword string "
+        "('host=db dbname=agor user=agor', 'service=agor'), sqlite:///abs/path.db, file:~/.agor/agor.db or a path. "
         "Default: $AGOR_DATABASE_URL, $DATABASE_URL, $AGOR_DB_PATH, ~/.agor/agor.db.",
         show_default=False,
     ),
@@ -295,6 +297,8 @@ def status(
         url = s.url(database_url)
         seen = core.inspect(url, sql_root(sql_dir), core.RunOptions())
         plan = seen.plan
+        for note in seen.notes:
+            s.out.warn(note)
         # A legacy database's steps are not in the journal yet: the plan lists them as applied (so that
         # pending is what migrate will run), but to the reader they are work still to do: adoption.
         journaled = [a for a in plan.applied if a.applied_at]

@@ -212,8 +212,7 @@ def _checked_target(conn: Any, url: DatabaseUrl, root: Path) -> dict[str, Table]
     from .source import dialect_dir, list_migrations, parse
 
     migrations = list_migrations(dialect_dir(root, "postgres"))
-    driver = PostgresDriver.__new__(PostgresDriver)
-    driver.conn, driver.url, driver._locked = conn, url, False  # read the journal on our connection
+    driver = PostgresDriver(url, readonly=True, conn=conn)  # read the journal on our connection
     applied = driver.read_journal()
     plan = make_plan("postgres", migrations, applied)
     core.raise_for_problems(plan)

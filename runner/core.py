@@ -171,6 +171,7 @@ class Inspection:
     plan: Plan
     migrations: list[Migration]
     assessment: Assessment | None = None
+    notes: tuple[str, ...] = ()  # what the driver noticed about the database (e.g. a hot standby)
 
 
 def inspect(url: DatabaseUrl, root: Path, options: RunOptions) -> Inspection:
@@ -182,7 +183,7 @@ def inspect(url: DatabaseUrl, root: Path, options: RunOptions) -> Inspection:
     try:
         assessment = _assess_legacy(driver, migrations, root, options)
         if assessment is None:
-            return Inspection(_plan(driver, migrations, options), migrations)
+            return Inspection(_plan(driver, migrations, options), migrations, notes=tuple(driver.warnings))
         adopted = [AppliedMigration(0, m.version, m.name, m.checksum, 0, 0, "adopted") for m in assessment.adopt]
         plan = make_plan(
             driver.dialect,

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qsl, unquote
@@ -19,11 +20,17 @@ Dialect = Literal["sqlite", "postgres"]
 DEFAULT_SQLITE_PATH = "~/.agor/agor.db"
 ENV_ORDER = ("AGOR_DATABASE_URL", "DATABASE_URL", "AGOR_DB_PATH")
 SUPPORTED = (
-    "postgresql://user:password@host:5432/dbname (also postgres://, libpq query parameters)",
+    "postgresql://user:password@host:5432/dbname (also postgres://, libpq query parameters; "
+    "postgresql:// alone takes everything from the PG* environment variables)",
+    "a libpq keyword/value string such as 'host=db port=5432 dbname=agor user=agor' or 'service=agor'",
     "sqlite:///absolute/path.db, sqlite:relative/path.db",
     "file:~/.agor/agor.db, file:///absolute/path.db",
-    "a plain file path such as ~/.agor/agor.db or ./agor.db",
+    "a plain file path such as ~/.agor/agor.db, ./agor.db or /data/agor.db",
 )
+# A plain string (no scheme) is a SQLite path only when it looks like one: it names an existing file,
+# has a directory part, or ends in one of these. A bare word ("agor", "db") is a mistake, not a file
+# to create in the working directory.
+SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3", ".db3")
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
 _SCHEME_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
@@ -31,6 +38,13 @@ _SCHEME_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 # of a password written without percent-encoding, so they must not end it here either.
 _USERINFO_PASSWORD = re.compile(r"^(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^/@:]*:)(?P<pw>[^/@]*)(?P<tail>@)")
 _KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+# libpq's keyword/value form: `keyword = value` pairs separated by whitespace; a value is either
+# bare (no whitespace, no quote) or single-quoted with backslash escapes.
+_KEYWORD_START = re.compile(r"^\s*[A-Za-z_][A-Za-z0-9_]*\s*=")
+_KEYWORD_PAIR = re.compile(
+    r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(?:'((?:[^'\\]|\\.)*)'|((?:[^\s'\\]|\\.)(?:[^\s\\]|\\.)*)?)(?=\s|$)"
+)
+_BARE_VALUE = re.compile(r"^[^\s'\\]+$")
 
 
 @dataclass(frozen=True)
@@ -39,7 +53,8 @@ class DatabaseUrl:
 
     ``raw`` is what the user gave (never printed as is); ``display`` is safe to print.
     For SQLite ``path`` is the absolute file path (or ``:memory:``); for PostgreSQL ``conninfo``
-    is handed to libpq unchanged so every libpq form keeps working.
+    is handed to libpq unchanged so every libpq form keeps working. A keyword/value string also
+    keeps its parsed ``keywords``, so its password is masked by structure, not by pattern.
     """
 
     dialect: Dialect
@@ -47,20 +62,53 @@ class DatabaseUrl:
     source: str  # where it came from: "--database-url", "AGOR_DATABASE_URL", ..., "default"
     path: Path | None = None
     conninfo: str | None = None
+    keywords: tuple[tuple[str, str], ...] = ()
+    # passwords libpq takes from elsewhere (PGPASSWORD, a service file): never in raw, still secret
+    env_secrets: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def display(self) -> str:
         if self.dialect == "sqlite":
             return f"sqlite:{self.path}"
+        if self.keywords:
+            return render_keywords(self.keywords, mask=True)
         return redact_url(self.raw)
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        return tuple(s for s in _passwords(self.raw) if s)
+        found = _passwords(self.raw) + [v for k, v in self.keywords if k.lower() == "password"] + list(self.env_secrets)
+        return tuple(dict.fromkeys(s for s in found if s))
 
     @property
     def is_memory(self) -> bool:
         return self.dialect == "sqlite" and str(self.path) == ":memory:"
+
+
+def parse_keywords(text: str) -> tuple[tuple[str, str], ...] | None:
+    """libpq's keyword/value pairs of ``text``, or None when it is not written in that form."""
+    pairs: list[tuple[str, str]] = []
+    pos = 0
+    while text[pos:].strip():
+        m = _KEYWORD_PAIR.match(text, pos)
+        if not m:
+            return None
+        quoted, bare = m.group(2), m.group(3)
+        value = quoted if quoted is not None else (bare or "")
+        pairs.append((m.group(1), re.sub(r"\\(.)", r"\1", value)))
+        pos = m.end()
+    return tuple(pairs)
+
+
+def render_keywords(pairs: tuple[tuple[str, str], ...], *, mask: bool) -> str:
+    """Write pairs back as a keyword/value string; with ``mask`` every password is ``***``."""
+    out = []
+    for key, value in pairs:
+        if mask and key.lower() == "password":
+            value = "***"
+        elif not _BARE_VALUE.match(value):
+            value = "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        out.append(f"{key}={value}")
+    return " ".join(out)
 
 
 def _passwords(raw: str) -> list[str]:
@@ -109,20 +157,30 @@ def redact(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
     )
 
 
-def parse_url(raw: str, source: str = "--database-url") -> DatabaseUrl:
-    """Turn anything a user may write into a DatabaseUrl, or raise UrlError listing what is supported."""
+def parse_url(raw: str, source: str = "--database-url", environ: Mapping[str, str] | None = None) -> DatabaseUrl:
+    """Turn anything a user may write into a DatabaseUrl, or raise UrlError listing what is supported.
+
+    ``environ`` (default: the process environment) is only read for the passwords libpq would take
+    from PGPASSWORD or a service file, so they can be kept out of every message."""
+    env = os.environ if environ is None else environ
     text = raw.strip()
     if not text:
         raise UrlError(f"the database URL from {source} is empty", hint=_supported_hint())
+    if any(ord(c) < 32 for c in text):
+        raise UrlError(f"the database URL from {source} contains a line break or control character")
     m = _SCHEME.match(text)
     scheme = m.group(1).lower() if m and len(m.group(1)) > 1 else None
+    if scheme is None and _KEYWORD_START.match(text):
+        return _keyword_string(text, source, env)
     if scheme in ("postgres", "postgresql"):
         if not text[len(scheme) + 1 :].startswith("//"):
             raise UrlError(
                 f"cannot read the PostgreSQL URL from {source}: it must start with {scheme}://",
                 hint=_supported_hint(),
             )
-        return DatabaseUrl("postgres", text, source, conninfo=text)
+        query = dict(parse_qsl(text.partition("?")[2].partition("#")[0], keep_blank_values=True))
+        hidden = _libpq_env_secrets(query.get("service"), env)
+        return DatabaseUrl("postgres", text, source, conninfo=text, env_secrets=hidden)
     if scheme == "sqlite":
         rest = text[len("sqlite:") :]
         if rest.startswith("//"):
@@ -143,7 +201,58 @@ def parse_url(raw: str, source: str = "--database-url") -> DatabaseUrl:
             f"unsupported database URL scheme {scheme + ':'!r} (from {source})",
             hint=_supported_hint(),
         )
+    return _plain_path(text, source)
+
+
+def _keyword_string(text: str, source: str, env: Mapping[str, str]) -> DatabaseUrl:
+    pairs = parse_keywords(text)
+    if pairs is None:
+        # The message must not echo the string: it may hold a password.
+        raise UrlError(
+            f"cannot read the libpq keyword/value string from {source}: write it as keyword=value pairs "
+            "separated by spaces, quoting a value that has spaces or quotes in it: password='a b'",
+            hint="a SQLite file whose name contains '=' needs a directory part: ./name=x.db",
+        )
+    service = next((v for k, v in pairs if k == "service"), None)
+    return DatabaseUrl(
+        "postgres", text, source, conninfo=text, keywords=pairs, env_secrets=_libpq_env_secrets(service, env)
+    )
+
+
+def _plain_path(text: str, source: str) -> DatabaseUrl:
+    """A string without scheme is a SQLite file only if it exists, has a directory part or a SQLite suffix."""
+    expanded = os.path.expanduser(text)
+    looks_like_path = (
+        "/" in text or text.startswith("~") or text.lower().endswith(SQLITE_SUFFIXES) or os.path.isfile(expanded)
+    )
+    if not looks_like_path:
+        raise UrlError(
+            f"the database {text!r} from {source} is neither a URL nor a SQLite file path",
+            hint="write a PostgreSQL URL (postgresql://…) or keyword string (host=… dbname=…), or a file path "
+            "with a directory part or a .db suffix (./agor, agor.db)",
+        )
     return _sqlite(text, text, source)
+
+
+def _libpq_env_secrets(service: str | None, env: Mapping[str, str]) -> tuple[str, ...]:
+    """The passwords libpq would read from PGPASSWORD and the connection service file."""
+    found = [env.get("PGPASSWORD", "")]
+    service = service or env.get("PGSERVICE")
+    if service:
+        from configparser import ConfigParser
+        from configparser import Error as ConfigError
+
+        files = [env.get("PGSERVICEFILE") or os.path.expanduser("~/.pg_service.conf")]
+        if env.get("PGSYSCONFDIR"):
+            files.append(os.path.join(env["PGSYSCONFDIR"], "pg_service.conf"))
+        for name in files:
+            parser = ConfigParser(interpolation=None, strict=False)
+            try:
+                parser.read(name, encoding="utf-8")
+                found.append(parser.get(service, "password", fallback=""))
+            except (OSError, ValueError, ConfigError):
+                continue  # libpq reports an unreadable service file itself
+    return tuple(p for p in found if p)
 
 
 def _sqlite(location: str, raw: str, source: str) -> DatabaseUrl:
@@ -162,13 +271,13 @@ def _supported_hint() -> str:
     return "supported forms: " + "; ".join(SUPPORTED)
 
 
-def resolve_url(flag: str | None, environ: dict[str, str] | None = None) -> DatabaseUrl:
+def resolve_url(flag: str | None, environ: Mapping[str, str] | None = None) -> DatabaseUrl:
     """--database-url, then AGOR_DATABASE_URL, DATABASE_URL, AGOR_DB_PATH, then ~/.agor/agor.db."""
     env = os.environ if environ is None else environ
     if flag is not None:  # an explicit empty value (-d "$UNSET_VAR") is an error, not "use the default"
-        return parse_url(flag, "--database-url")
+        return parse_url(flag, "--database-url", env)
     for name in ENV_ORDER:
         value = env.get(name)
         if value:
-            return parse_url(value, name)
-    return parse_url(DEFAULT_SQLITE_PATH, "default")
+            return parse_url(value, name, env)
+    return parse_url(DEFAULT_SQLITE_PATH, "default", env)

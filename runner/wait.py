@@ -22,7 +22,9 @@ from typing import Literal
 from .errors import DatabaseUnavailable
 from .urls import DEFAULT_SQLITE_PATH, DatabaseUrl, redact
 
-Cause = Literal["ready", "unreachable", "starting", "recovery", "auth", "no-database", "timeout", "unusable"]
+Cause = Literal["ready", "unreachable", "starting", "recovery", "standby", "auth", "no-database", "timeout", "unusable"]
+# A hot standby answers every probe the same way until someone promotes it: waiting cannot fix it.
+FINAL: frozenset[Cause] = frozenset({"standby"})
 
 # libpq refuses connect_timeout below 2 s; a probe never waits longer than this either, so a
 # blackholed host is retried (and reported) at least every few seconds.
@@ -36,8 +38,10 @@ HINTS: dict[Cause, str] = {
     "host and port right? (in compose, the host is the service name, not localhost)",
     "starting": "the server was still starting up or shutting down when the wait ended; raise --timeout "
     "(or AGOR_WAIT_TIMEOUT)",
-    "recovery": "the server is a standby or still replaying WAL (pg_is_in_recovery() is true); "
-    "migrations must run against the primary",
+    "recovery": "target_session_attrs asked for a primary (read-write) but every host was a standby for the "
+    "whole wait: is a failover still in progress?",
+    "standby": "a hot standby does not become writable by waiting; point --database-url at the primary, or "
+    "list every host with target_session_attrs=read-write so that libpq picks whichever is primary",
     "auth": "the server is up but refused the login for the whole wait: the user name or password is wrong, "
     "or the role is still being created; check the credentials in the URL",
     "no-database": "the server is up but the database does not exist (it may still be being created); "
@@ -95,6 +99,8 @@ def wait_until_ready(
         elapsed = clock() - started
         if probe.ready:
             return Ready(number, elapsed, probe.detail)
+        if probe.cause in FINAL:
+            raise DatabaseUnavailable(f"{url.display}: {probe.detail}", hint=HINTS.get(probe.cause))
         if clock() >= deadline:
             raise _gave_up(url, timeout, Attempt(number, elapsed, probe))
         on_retry(Attempt(number, elapsed, probe))
@@ -134,7 +140,8 @@ def _probe_postgres(url: DatabaseUrl, remaining: float) -> Probe:
     assert row is not None
     in_recovery, version = bool(row[0]), str(row[1])
     if in_recovery:
-        return Probe(False, f"PostgreSQL {version} accepts connections but is in recovery", "recovery")
+        detail = f"PostgreSQL {version} is a hot standby (read-only replica, pg_is_in_recovery() is true)"
+        return Probe(False, detail, "standby")
     return Probe(True, f"PostgreSQL {version} accepts connections and is out of recovery", "ready")
 
 
@@ -143,6 +150,8 @@ def classify_postgres_error(text: str) -> Cause:
     lowered = text.lower()
     if "starting up" in lowered or "shutting down" in lowered or "in recovery mode" in lowered:
         return "starting"
+    if "session is read-only" in lowered or "hot standby mode" in lowered or "is not the primary" in lowered:
+        return "recovery"  # target_session_attrs found only standbys: a failover may still promote one
     if (
         "password authentication failed" in lowered
         or "no password supplied" in lowered

@@ -105,3 +105,43 @@ def test_empty_url_is_an_error() -> None:
         parse_url("   ")
     with pytest.raises(UrlError):
         parse_url("sqlite:")
+
+
+def test_keyword_strings_are_postgres_with_the_password_masked_by_structure() -> None:
+    url = parse_url("host=db port=5432 dbname=agor user=agor password='a b\\'c=d'")
+    assert url.dialect == "postgres" and url.conninfo == url.raw
+    assert url.display == "host=db port=5432 dbname=agor user=agor password=***"
+    assert "a b'c=d" in url.secrets
+    assert parse_url("service=agor").dialect == "postgres"
+    assert parse_url("dbname = 'my db'").display == "dbname='my db'"
+
+
+def test_libpq_environment_passwords_are_secrets(tmp_path: Path) -> None:
+    service = tmp_path / "pg_service.conf"
+    service.write_text("[agor]\nhost=db\npassword=from-service-file\n")
+    env = {"PGPASSWORD": "from-env", "PGSERVICEFILE": str(service)}
+    assert parse_url("postgresql://", environ=env).secrets == ("from-env",)
+    assert set(parse_url("service=agor", environ=env).secrets) == {"from-env", "from-service-file"}
+    assert parse_url("postgresql://?service=agor", environ={"PGSERVICEFILE": str(service)}).secrets == (
+        "from-service-file",
+    )
+
+
+@pytest.mark.parametrize("raw", ["agor", "mydb", "localhost", "db port"])
+def test_a_bare_word_is_not_a_path(raw: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UrlError, match="neither a URL nor a SQLite file path"):
+        parse_url(raw)
+
+
+def test_what_makes_a_plain_string_a_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "existing").write_bytes(b"")
+    for raw in ("existing", "./agor", "data/agor", "agor.sqlite3", "a b.db", "./a=b.db"):
+        assert parse_url(raw).path == tmp_path / raw.removeprefix("./")
+
+
+def test_malformed_keyword_string_does_not_echo_it() -> None:
+    with pytest.raises(UrlError) as err:
+        parse_url("host=db password='unterminated")
+    assert "unterminated" not in str(err.value)

@@ -15,19 +15,23 @@ from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg import sql
 
-from ..errors import AgorDbError, DatabaseError, DatabaseUnavailable, LockTimeout, MigrationFailed, UrlError
+from ..errors import AgorDbError, DatabaseError, DatabaseUnavailable, LockTimeout
 from ..models import AppliedMigration, How, Script
 from ..urls import DatabaseUrl, redact
 from .base import JOURNAL_TABLE, controls_transaction, statement_failed, transaction_control_refused
+from .pg_diagnosis import GUARD_SQL, SessionFacts, bad_conninfo, connect_failed, read_only, session_cause, standby
 
 APPLICATION_NAME = "agor-db"
 # One key for every agor-db run on a database (advisory locks are per database).
 LOCK_KEY = int.from_bytes(hashlib.sha256(b"agor-db migration lock").digest()[:8], "big") >> 1
 DEFAULT_CONNECT_TIMEOUT = 10
 
-JOURNAL_DDL = f"""
-CREATE TABLE IF NOT EXISTS {JOURNAL_TABLE} (
+# {journal} is the schema-qualified name: the journal lives in the first schema of search_path, where
+# the migrations' unqualified CREATE TABLEs land, even when a later schema has an agor_migrations too.
+JOURNAL_DDL = """
+CREATE TABLE IF NOT EXISTS {journal} (
     id SERIAL PRIMARY KEY,
     version BIGINT NOT NULL UNIQUE,
     name TEXT NOT NULL,
@@ -53,7 +57,7 @@ def connect(
     try:
         params = conninfo_to_dict(url.conninfo)
     except psycopg.ProgrammingError as exc:
-        raise UrlError(f"cannot read the PostgreSQL URL {url.display}: {redact(str(exc), url.secrets)}") from None
+        raise bad_conninfo(url, exc) from None
     extra: dict[str, Any] = {}
     if "application_name" not in params:
         extra["application_name"] = APPLICATION_NAME
@@ -64,33 +68,38 @@ def connect(
     try:
         return psycopg.connect(url.conninfo, autocommit=autocommit, **extra)
     except psycopg.OperationalError as exc:
-        raise unavailable(url, exc) from None
+        raise connect_failed(url, exc) from None
     except psycopg.ProgrammingError as exc:
-        raise UrlError(f"cannot use the PostgreSQL URL {url.display}: {redact(str(exc), url.secrets)}") from None
-
-
-def unavailable(url: DatabaseUrl, exc: Exception) -> DatabaseUnavailable:
-    text = redact(" ".join(str(exc).split()), url.secrets)
-    hint = "check that the server is running and the host, port and credentials are right"
-    lowered = text.lower()
-    if "password authentication failed" in lowered or "no password supplied" in lowered:
-        hint = "the user name or password is wrong"
-    elif "does not exist" in lowered and "database" in lowered:
-        hint = "create the database first (createdb NAME, or CREATE DATABASE NAME)"
-    elif "timeout" in lowered:
-        hint = "the server did not answer in time; is the host reachable?"
-    return DatabaseUnavailable(f"cannot connect to {url.display}: {text}", hint=hint)
+        raise bad_conninfo(url, exc) from None
 
 
 class PostgresDriver:
     dialect = "postgres"
 
-    def __init__(self, url: DatabaseUrl, *, readonly: bool = False) -> None:
+    def __init__(
+        self, url: DatabaseUrl, *, readonly: bool = False, conn: psycopg.Connection[Any] | None = None
+    ) -> None:
+        """Connect to ``url``, or work on ``conn`` (a caller's open connection to it)."""
         self.url = url
         self.readonly = readonly
-        self.conn = connect(url)
+        self.conn = conn if conn is not None else connect(url)
         self._locked = False
         self.warnings: list[str] = []
+        self.facts: SessionFacts | None = None
+        try:
+            self.facts = SessionFacts.read(self.conn)
+        except psycopg.Error as exc:
+            self.conn.close()
+            raise self._lost(exc, "reading the session's settings") from None
+        if readonly and self.facts.in_recovery:
+            self.warnings.append(
+                f"{url.display} is a hot standby (read-only replica): what it shows may lag behind the primary, "
+                "and migrate must run against the primary"
+            )
+        # None when no schema of search_path exists: there is no journal to read, nowhere to create one
+        self.journal = (
+            f"{sql.Identifier(self.facts.schema).as_string(self.conn)}.{JOURNAL_TABLE}" if self.facts.schema else None
+        )
         if not readonly and self.conn.info.server_version >= 140000:
             # A runner killed mid-statement otherwise keeps its session, and so the migration lock,
             # until the statement ends (minutes, for a big CREATE INDEX); with this the server polls
@@ -105,6 +114,9 @@ class PostgresDriver:
                 self.conn.close()
 
     def _lost(self, exc: Exception, doing: str) -> AgorDbError:
+        cause = session_cause(self.url, self.facts, exc, doing)
+        if cause is not None:
+            return cause
         return DatabaseUnavailable(
             f"the connection to {self.url.display} was lost while {doing}: "
             f"{redact(' '.join(str(exc).split()), self.url.secrets)}",
@@ -168,30 +180,61 @@ class PostgresDriver:
 
     # -- journal ---------------------------------------------------------------------------
 
+    def _guard(self) -> None:
+        """Inside agor-db's own transaction: the role's statement and idle timeouts do not apply to it."""
+        assert self.facts is not None
+        if self.facts.active("statement_timeout") or self.facts.active("idle_in_transaction_session_timeout"):
+            self.conn.execute(GUARD_SQL, prepare=False)
+
+    def _refused(self, exc: psycopg.Error, doing: str) -> AgorDbError:
+        if isinstance(exc, psycopg.OperationalError) or self.conn.broken:
+            return self._lost(exc, doing)
+        return session_cause(self.url, self.facts, exc, doing) or DatabaseError(
+            f"PostgreSQL refused while {doing} in {self.url.display}: "
+            f"{redact(' '.join(str(exc).split()), self.url.secrets)}"
+        )
+
     def journal_exists(self) -> bool:
-        row = self.conn.execute("SELECT to_regclass(%s) IS NOT NULL", (JOURNAL_TABLE,)).fetchone()
+        if self.journal is None:
+            return False
+        try:
+            row = self.conn.execute("SELECT to_regclass(%s) IS NOT NULL", (self.journal,)).fetchone()
+        except psycopg.Error as exc:
+            raise self._refused(exc, f"looking for the journal {self.journal}") from None
         return bool(row and row[0])
 
     def ensure_journal(self) -> None:
         if self.journal_exists():
             return
-        try:
-            self.conn.execute(JOURNAL_DDL)
-        except psycopg.OperationalError as exc:
-            raise self._lost(exc, "creating the journal table") from None
-        except psycopg.Error as exc:
+        facts = self.facts
+        assert facts is not None
+        doing = f"creating the journal table {self.journal or JOURNAL_TABLE}"
+        if self.journal is None:
             raise DatabaseError(
                 f"cannot create the journal table {JOURNAL_TABLE} in {self.url.display}: "
-                f"{redact(str(exc).strip(), self.url.secrets)}",
-                hint="the user needs CREATE privilege on the schema",
-            ) from None
+                f"no schema on the search_path exists (SHOW search_path as role {facts.user})",
+                hint="create the schema (CREATE SCHEMA …) or fix search_path (options=-csearch_path=… in the URL)",
+            )
+        if facts.in_recovery:
+            raise standby(self.url, doing)
+        if facts.active("default_transaction_read_only"):
+            raise read_only(self.url, facts, doing)
+        try:
+            with self.conn.transaction():
+                self._guard()
+                self.conn.execute(JOURNAL_DDL.format(journal=self.journal))
+        except psycopg.Error as exc:
+            raise self._refused(exc, doing) from None
 
     def read_journal(self) -> list[AppliedMigration]:
         if not self.journal_exists():
             return []
-        rows = self.conn.execute(
-            f"SELECT id, version, name, checksum, applied_at, duration_ms, how FROM {JOURNAL_TABLE} ORDER BY version"
-        ).fetchall()
+        try:
+            rows = self.conn.execute(
+                f"SELECT id, version, name, checksum, applied_at, duration_ms, how FROM {self.journal} ORDER BY version"
+            ).fetchall()
+        except psycopg.Error as exc:
+            raise self._refused(exc, f"reading the journal {self.journal}") from None
         return [AppliedMigration(*row) for row in rows]
 
     def table_names(self) -> list[str]:
@@ -206,11 +249,14 @@ class PostgresDriver:
         m = script.migration
         duration = int((time.perf_counter() - started) * 1000)
         applied_at = now_ms()
-        row = self.conn.execute(
-            f"INSERT INTO {JOURNAL_TABLE} (version, name, checksum, applied_at, duration_ms, how) "
-            "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
-            (m.version, m.name, m.checksum, applied_at, duration, how),
-        ).fetchone()
+        try:
+            row = self.conn.execute(
+                f"INSERT INTO {self.journal} (version, name, checksum, applied_at, duration_ms, how) "
+                "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+                (m.version, m.name, m.checksum, applied_at, duration, how),
+            ).fetchone()
+        except psycopg.Error as exc:
+            raise self._refused(exc, f"journaling {m.label}") from None
         assert row is not None
         return AppliedMigration(row[0], m.version, m.name, m.checksum, applied_at, duration, how)
 
@@ -222,6 +268,7 @@ class PostgresDriver:
                 self._run_statements(script, transactional=False)
                 return self._insert_row(script, how, started)
             with self.conn.transaction():
+                self._guard()
                 self._run_statements(script, transactional=True)
                 return self._insert_row(script, how, started)
         except psycopg.OperationalError as exc:
@@ -240,8 +287,17 @@ class PostgresDriver:
                     raise self._lost(exc, f"applying {script.migration.label}") from None
                 raise self._statement_error(script, i, exc, transactional) from None
 
-    def _statement_error(self, script: Script, i: int, exc: psycopg.Error, transactional: bool) -> MigrationFailed:
+    def _statement_error(self, script: Script, i: int, exc: psycopg.Error, transactional: bool) -> AgorDbError:
         st = script.statements[i]
+        where = f"applying {script.migration.label} (statement {i + 1} of {len(script.statements)}, line {st.line})"
+        kept = (
+            "its transaction was rolled back, nothing of it was kept"
+            if transactional
+            else "it is NOT transactional: statements before this one stay applied and it was not journaled"
+        )
+        cause = session_cause(self.url, self.facts, exc, where, outcome=kept)
+        if cause is not None:
+            return cause
         diag = exc.diag
         message = diag.message_primary or str(exc)
         if diag.sqlstate:
