@@ -172,12 +172,49 @@ def timed(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
     return {**out, "stdout": proc.stdout, "stderr": proc.stderr}
 
 
+def cpu_total(r: dict[str, Any]) -> float:
+    return (r["cpu_s"] or 0.0) + (r["server_cpu_s"] or 0.0)
+
+
+def report(shape: str, source: Path, rows: dict[str, int], runs: dict[str, list[dict[str, Any]]]) -> None:
+    """Per contender its fastest run (wall, CPU, load during that run) and every run's wall time."""
+    total_rows = sum(rows.values())
+    size = source.stat().st_size
+    results = {name: min(rs, key=lambda r: r["wall"]) for name, rs in runs.items() if rs}
+    print(f"\nshape {shape}, {size / 1e6:.0f} MB, {total_rows} rows; fastest of {max(map(len, runs.values()))} run(s)")
+    print(
+        f"{'contender':<14} {'wall s':>7} {'rows/s':>8} {'MB/s':>6} {'RSS MB':>7} {'messages s':>10} "
+        f"{'client CPU s':>12} {'server CPU s':>12} {'CPU us/row':>10} {'load':>5}  all runs (wall s)"
+    )
+    for name, r in results.items():
+        every = " ".join(f"{x['wall']:.1f}" for x in runs[name])
+        print(
+            f"{name:<14} {r['wall']:>7.1f} {total_rows / r['wall']:>8,.0f} {size / 1e6 / r['wall']:>6.1f} "
+            f"{(r['rss_mb'] or 0):>7.0f} {r.get('tables', {}).get('messages', 0):>10.1f} {(r['cpu_s'] or 0):>12.1f} "
+            f"{(r['server_cpu_s'] or 0):>12.1f} {1e6 * cpu_total(r) / total_rows:>10.0f} {r['load']:>5.1f}  {every}"
+        )
+    agor = results.get("agor-db copy")
+    if agor:
+        print("\nagor-db copy phases (s): " + ", ".join(f"{k} {v:.1f}" for k, v in agor["phases"].items()))
+        for other, target in (("bare bound", 0.6), ("pgloader", 1.2), ("raw, indexed", None)):
+            if other in results:
+                ratio = results[other]["wall"] / agor["wall"]
+                goal = f" (target >= {target})" if target else ""
+                cpu = cpu_total(results[other]) / cpu_total(agor)
+                print(f"agor-db throughput / {other}: {ratio:.2f}x{goal}; its CPU (client + server) / ours: {cpu:.2f}x")
+    every = {
+        k: [{kk: vv for kk, vv in r.items() if kk not in ("stdout", "stderr")} for r in v] for k, v in runs.items()
+    }
+    print(json.dumps({"shape": shape, "source_bytes": size, "rows": rows, "runs": every}, indent=1))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=500_000)
     parser.add_argument("--shape", choices=SHAPES, default="large", help="data shape to generate (default large)")
     parser.add_argument("--source", type=Path, help="an existing generated database (default: generate one)")
     parser.add_argument("--only", default="agor,bound,raw,pgloader", help="comma list of agor, bound, raw, pgloader")
+    parser.add_argument("--rounds", type=int, default=1, help="runs per contender, order reversed every other round")
     parser.add_argument("--raw-child", nargs=2, metavar=("SOURCE", "URL"), help=argparse.SUPPRESS)
     parser.add_argument("--bound-child", nargs=2, metavar=("SOURCE", "URL"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -218,7 +255,6 @@ def main(argv: list[str] | None = None) -> int:
     data = Path(tempfile.mkdtemp(prefix="agorbench"))
     server = pgserver.get_server(data, cleanup_mode="delete")
     admin = server.get_uri()
-    results: dict[str, dict[str, Any]] = {}
     server_cpu = ServerCpu(data)
 
     def run(name: str, cmd: list[str], url: str) -> dict[str, Any]:
@@ -244,89 +280,68 @@ def main(argv: list[str] | None = None) -> int:
         core.migrate(parse_url(url), bundled_sql_root(), core.RunOptions())
         return url
 
+    def agor() -> dict[str, Any]:
+        url = fresh("bench_agor")
+        cmd = [sys.executable, "-m", "agor_db", "copy", "--from", str(source), "--to", url, "--json"]
+        r = run("agor-db copy", cmd, url)
+        if r["code"] != 0:
+            print(r["stdout"][-3000:], r["stderr"][-3000:])
+            raise SystemExit("agor-db copy failed")
+        doc = json.loads(r["stdout"])
+        r["phases"] = doc["phases"]
+        r["tables"] = {t["name"]: t["seconds"] for t in doc["tables"]}
+        return r
+
+    def child(name: str, flag: str) -> dict[str, Any]:
+        url = migrated("bench_child")
+        r = run(name, [sys.executable, str(Path(__file__).resolve()), flag, str(source), url], url)
+        if r["code"] != 0:
+            raise SystemExit(f"{name} failed: " + r["stderr"][-2000:])
+        r["tables"] = {d["table"]: d["seconds"] for d in map(json.loads, r["stdout"].splitlines())}
+        return r
+
+    def pgloader() -> dict[str, Any]:
+        url = migrated("bench_pgloader")
+        socket_dir = re.search(r"host=([^&]+)", admin)
+        target = f"postgresql://postgres@unix:{socket_dir.group(1) if socket_dir else '/tmp'}:5432/bench_pgloader"
+        load = data.parent / f"agorbench-{os.getpid()}.load"
+        load.write_text(
+            f"LOAD DATABASE\n  FROM sqlite://{source}\n  INTO {target}\n"
+            "  WITH data only, disable triggers, create no tables, create no indexes, reset no sequences,\n"
+            f"       prefetch rows = {PGLOADER_ROWS}, batch rows = {PGLOADER_ROWS},\n"
+            "       workers = 2, concurrency = 1\n"
+            "  EXCLUDING TABLE NAMES LIKE 'agor_migrations', 'sqlite_sequence';\n"
+        )
+        r = run("pgloader", ["pgloader", str(load)], url)
+        load.unlink()
+        with psycopg.connect(url) as conn:
+            r["loaded"] = conn.execute("SELECT count(*) FROM messages").fetchone()[0]
+        m = re.search(r"^\s*messages\s+(\d+)\s+(\d+)\s+.*?([\d.]+)s\s*$", r["stdout"] + r["stderr"], re.M)
+        r["tables"] = {"messages": float(m.group(3))} if m else {}
+        if r["code"] != 0 or r["loaded"] != rows["messages"]:
+            print("pgloader did not load everything:", (r["stdout"] + r["stderr"])[-2000:], flush=True)
+        return r
+
+    contenders = {
+        "agor": ("agor-db copy", agor),
+        "bound": ("bare bound", lambda: child("bare bound", "--bound-child")),
+        "raw": ("raw, indexed", lambda: child("raw, indexed", "--raw-child")),
+        "pgloader": ("pgloader", pgloader),
+    }
+    wanted = [w for w in args.only.split(",") if w in contenders]
+    if "pgloader" in wanted and shutil.which("pgloader") is None:
+        print("pgloader is not installed (apt-get install -y pgloader); skipped", flush=True)
+        wanted.remove("pgloader")
+    runs: dict[str, list[dict[str, Any]]] = {contenders[w][0]: [] for w in wanted}
     try:
-        wanted = args.only.split(",")
-        if "agor" in wanted:
-            url = fresh("bench_agor")
-            r = run(
-                "agor-db copy",
-                [sys.executable, "-m", "agor_db", "copy", "--from", str(source), "--to", url, "--json"],
-                url,
-            )
-            if r["code"] != 0:
-                print(r["stdout"][-3000:], r["stderr"][-3000:])
-                raise SystemExit("agor-db copy failed")
-            doc = json.loads(r["stdout"])
-            r["phases"] = doc["phases"]
-            r["tables"] = {t["name"]: t["seconds"] for t in doc["tables"]}
-            results["agor-db copy"] = r
-        if "bound" in wanted:
-            url = migrated("bench_bound")
-            r = run(
-                "bare bound", [sys.executable, str(Path(__file__).resolve()), "--bound-child", str(source), url], url
-            )
-            if r["code"] != 0:
-                raise SystemExit("bare bound copy failed: " + r["stderr"][-2000:])
-            r["tables"] = {d["table"]: d["seconds"] for d in map(json.loads, r["stdout"].splitlines())}
-            results["bare bound"] = r
-        if "raw" in wanted:
-            url = migrated("bench_raw")
-            r = run("raw COPY", [sys.executable, str(Path(__file__).resolve()), "--raw-child", str(source), url], url)
-            if r["code"] != 0:
-                raise SystemExit("raw copy failed: " + r["stderr"][-2000:])
-            r["tables"] = {d["table"]: d["seconds"] for d in map(json.loads, r["stdout"].splitlines())}
-            results["raw, indexed"] = r
-        if "pgloader" in wanted:
-            if shutil.which("pgloader") is None:
-                print("pgloader is not installed (apt-get install -y pgloader); skipped", flush=True)
-            else:
-                url = migrated("bench_pgloader")
-                socket_dir = re.search(r"host=([^&]+)", admin)
-                target = (
-                    f"postgresql://postgres@unix:{socket_dir.group(1) if socket_dir else '/tmp'}:5432/bench_pgloader"
-                )
-                load = data.parent / f"agorbench-{os.getpid()}.load"
-                load.write_text(
-                    f"LOAD DATABASE\n  FROM sqlite://{source}\n  INTO {target}\n"
-                    "  WITH data only, disable triggers, create no tables, create no indexes, reset no sequences,\n"
-                    f"       prefetch rows = {PGLOADER_ROWS}, batch rows = {PGLOADER_ROWS},\n"
-                    "       workers = 2, concurrency = 1\n"
-                    "  EXCLUDING TABLE NAMES LIKE 'agor_migrations', 'sqlite_sequence';\n"
-                )
-                r = run("pgloader", ["pgloader", str(load)], url)
-                load.unlink()
-                with psycopg.connect(url) as conn:
-                    r["loaded"] = conn.execute("SELECT count(*) FROM messages").fetchone()[0]
-                m = re.search(r"^\s*messages\s+(\d+)\s+(\d+)\s+.*?([\d.]+)s\s*$", r["stdout"] + r["stderr"], re.M)
-                r["tables"] = {"messages": float(m.group(3))} if m else {}
-                if r["code"] != 0 or r["loaded"] != rows["messages"]:
-                    print("pgloader did not load everything:", (r["stdout"] + r["stderr"])[-2000:], flush=True)
-                results["pgloader"] = r
+        for round_ in range(args.rounds):  # alternate the order so that no contender always goes first
+            for w in wanted if round_ % 2 == 0 else wanted[::-1]:
+                name, fn = contenders[w]
+                runs[name].append(fn())
     finally:
         server.cleanup()
         shutil.rmtree(data, ignore_errors=True)
-
-    print(f"\nshape {args.shape}, {size / 1e6:.0f} MB, {total_rows} rows")
-    print(
-        f"{'contender':<14} {'wall s':>7} {'rows/s':>8} {'MB/s':>6} {'RSS MB':>7} {'messages s':>10} "
-        f"{'client CPU s':>12} {'server CPU s':>12} {'load':>5}"
-    )
-    for name, r in results.items():
-        print(
-            f"{name:<14} {r['wall']:>7.1f} {total_rows / r['wall']:>8,.0f} {size / 1e6 / r['wall']:>6.1f} "
-            f"{(r['rss_mb'] or 0):>7.0f} {r.get('tables', {}).get('messages', 0):>10.1f} {(r['cpu_s'] or 0):>12.1f} "
-            f"{(r['server_cpu_s'] or 0):>12.1f} {r['load']:>5.1f}"
-        )
-    agor = results.get("agor-db copy")
-    if agor:
-        print("\nagor-db copy phases (s): " + ", ".join(f"{k} {v:.1f}" for k, v in agor["phases"].items()))
-        for other, target in (("bare bound", 0.6), ("pgloader", 1.2), ("raw, indexed", None)):
-            if other in results:
-                ratio = results[other]["wall"] / agor["wall"]
-                goal = f" (target >= {target})" if target else ""
-                print(f"agor-db throughput / {other}: {ratio:.2f}x{goal}")
-    summary = {k: {kk: vv for kk, vv in v.items() if kk not in ("stdout", "stderr")} for k, v in results.items()}
-    print(json.dumps({"shape": args.shape, "source_bytes": size, "rows": rows, "results": summary}, indent=1))
+    report(args.shape, source, rows, runs)
     return 0
 
 
