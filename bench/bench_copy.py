@@ -172,6 +172,110 @@ def timed(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
     return {**out, "stdout": proc.stdout, "stderr": proc.stderr}
 
 
+def prepare_source(given: Path | None, shape: str, messages: int) -> tuple[Path, dict[str, int]]:
+    """The source file (generated on first use) and its row counts."""
+    import apsw
+
+    stem = "agor-bench" if shape == "large" else f"agor-bench-{shape}"
+    source = given or Path(tempfile.gettempdir()) / f"{stem}-{messages}.db"
+    if not source.exists():
+        print(f"generating {source} ({messages} messages, shape {shape})...", flush=True)
+        gen = [sys.executable, str(HERE / "gen_agor_db.py"), str(source)]
+        subprocess.run([*gen, "--messages", str(messages), "--shape", shape], check=True)
+    src = apsw.Connection(str(source), flags=apsw.SQLITE_OPEN_READONLY)
+    rows = {t: src.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in ORDER}
+    json_bytes = src.execute("SELECT sum(length(CAST(data AS BLOB))) FROM messages").fetchone()[0] or 0
+    src.close()
+    print(
+        f"source {source}: {source.stat().st_size / 1e6:.0f} MB, {sum(rows.values())} rows "
+        f"({rows['messages']} messages, {json_bytes / 1e6:.0f} MB of message JSON)",
+        flush=True,
+    )
+    return source, rows
+
+
+class Bench:
+    """The contenders, each copying ``source`` into a fresh database of the server at ``admin``."""
+
+    def __init__(self, source: Path, rows: dict[str, int], data: Path, admin: str) -> None:
+        self.source, self.rows, self.data, self.admin = source, rows, data, admin
+        self.server_cpu = ServerCpu(data)
+
+    def run(self, name: str, cmd: list[str], url: str) -> dict[str, Any]:
+        """One contender, with the server CPU it caused (see the module docstring)."""
+        import psycopg
+
+        before = self.server_cpu.read()
+        r = timed(cmd)
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CHECKPOINT")
+        time.sleep(0.5)  # let the postmaster reap the finished backends (their CPU moves to cutime)
+        after = self.server_cpu.read()
+        r["server_cpu_s"] = after - before if after is not None and before is not None else None
+        print(f"{name}: wall {r['wall']:.1f} s, load {r['load']:.1f}", flush=True)
+        return r
+
+    def fresh(self, name: str, migrate: bool = False) -> str:
+        import psycopg
+
+        with psycopg.connect(self.admin, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name}")
+            conn.execute(f"CREATE DATABASE {name}")
+        url = self.admin.replace("/postgres?", f"/{name}?")
+        if migrate:
+            sys.path.insert(0, str(HERE.parent))
+            from agor_db import core
+            from agor_db.source import bundled_sql_root
+            from agor_db.urls import parse_url
+
+            core.migrate(parse_url(url), bundled_sql_root(), core.RunOptions())
+        return url
+
+    def agor(self) -> dict[str, Any]:
+        url = self.fresh("bench_agor")
+        cmd = [sys.executable, "-m", "agor_db", "copy", "--from", str(self.source), "--to", url, "--json"]
+        r = self.run("agor-db copy", cmd, url)
+        if r["code"] != 0:
+            print(r["stdout"][-3000:], r["stderr"][-3000:])
+            raise SystemExit("agor-db copy failed")
+        doc = json.loads(r["stdout"])
+        r["phases"] = doc["phases"]
+        r["tables"] = {t["name"]: t["seconds"] for t in doc["tables"]}
+        return r
+
+    def child(self, name: str, flag: str) -> dict[str, Any]:
+        url = self.fresh("bench_child", migrate=True)
+        r = self.run(name, [sys.executable, str(Path(__file__).resolve()), flag, str(self.source), url], url)
+        if r["code"] != 0:
+            raise SystemExit(f"{name} failed: " + r["stderr"][-2000:])
+        r["tables"] = {d["table"]: d["seconds"] for d in map(json.loads, r["stdout"].splitlines())}
+        return r
+
+    def pgloader(self) -> dict[str, Any]:
+        import psycopg
+
+        url = self.fresh("bench_pgloader", migrate=True)
+        socket_dir = re.search(r"host=([^&]+)", self.admin)
+        target = f"postgresql://postgres@unix:{socket_dir.group(1) if socket_dir else '/tmp'}:5432/bench_pgloader"
+        load = self.data.parent / f"agorbench-{os.getpid()}.load"
+        load.write_text(
+            f"LOAD DATABASE\n  FROM sqlite://{self.source}\n  INTO {target}\n"
+            "  WITH data only, disable triggers, create no tables, create no indexes, reset no sequences,\n"
+            f"       prefetch rows = {PGLOADER_ROWS}, batch rows = {PGLOADER_ROWS},\n"
+            "       workers = 2, concurrency = 1\n"
+            "  EXCLUDING TABLE NAMES LIKE 'agor_migrations', 'sqlite_sequence';\n"
+        )
+        r = self.run("pgloader", ["pgloader", str(load)], url)
+        load.unlink()
+        with psycopg.connect(url) as conn:
+            r["loaded"] = conn.execute("SELECT count(*) FROM messages").fetchone()[0]
+        m = re.search(r"^\s*messages\s+(\d+)\s+(\d+)\s+.*?([\d.]+)s\s*$", r["stdout"] + r["stderr"], re.M)
+        r["tables"] = {"messages": float(m.group(3))} if m else {}
+        if r["code"] != 0 or r["loaded"] != self.rows["messages"]:
+            print("pgloader did not load everything:", (r["stdout"] + r["stderr"])[-2000:], flush=True)
+        return r
+
+
 def cpu_total(r: dict[str, Any]) -> float:
     return (r["cpu_s"] or 0.0) + (r["server_cpu_s"] or 0.0)
 
@@ -225,108 +329,17 @@ def main(argv: list[str] | None = None) -> int:
         bare_bound(*args.bound_child)
         return 0
 
-    import apsw
+    source, rows = prepare_source(args.source, args.shape, args.messages)
     import pgserver
-    import psycopg
-
-    sys.path.insert(0, str(HERE.parent))
-    from agor_db import core
-    from agor_db.source import bundled_sql_root
-    from agor_db.urls import parse_url
-
-    stem = "agor-bench" if args.shape == "large" else f"agor-bench-{args.shape}"
-    source = args.source or Path(tempfile.gettempdir()) / f"{stem}-{args.messages}.db"
-    if not source.exists():
-        print(f"generating {source} ({args.messages} messages, shape {args.shape})...", flush=True)
-        gen = [sys.executable, str(HERE / "gen_agor_db.py"), str(source)]
-        subprocess.run([*gen, "--messages", str(args.messages), "--shape", args.shape], check=True)
-    src = apsw.Connection(str(source), flags=apsw.SQLITE_OPEN_READONLY)
-    rows = {t: src.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in ORDER}
-    json_bytes = src.execute("SELECT sum(length(CAST(data AS BLOB))) FROM messages").fetchone()[0] or 0
-    src.close()
-    total_rows = sum(rows.values())
-    size = source.stat().st_size
-    print(
-        f"source {source}: {size / 1e6:.0f} MB, {total_rows} rows ({rows['messages']} messages, "
-        f"{json_bytes / 1e6:.0f} MB of message JSON)",
-        flush=True,
-    )
 
     data = Path(tempfile.mkdtemp(prefix="agorbench"))
     server = pgserver.get_server(data, cleanup_mode="delete")
-    admin = server.get_uri()
-    server_cpu = ServerCpu(data)
-
-    def run(name: str, cmd: list[str], url: str) -> dict[str, Any]:
-        """One contender, with the server CPU it caused (see the module docstring)."""
-        before = server_cpu.read()
-        r = timed(cmd)
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("CHECKPOINT")
-        time.sleep(0.5)  # let the postmaster reap the finished backends (their CPU moves to cutime)
-        after = server_cpu.read()
-        r["server_cpu_s"] = after - before if after is not None and before is not None else None
-        print(f"{name}: wall {r['wall']:.1f} s, load {r['load']:.1f}", flush=True)
-        return r
-
-    def fresh(name: str) -> str:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name}")
-            conn.execute(f"CREATE DATABASE {name}")
-        return admin.replace("/postgres?", f"/{name}?")
-
-    def migrated(name: str) -> str:
-        url = fresh(name)
-        core.migrate(parse_url(url), bundled_sql_root(), core.RunOptions())
-        return url
-
-    def agor() -> dict[str, Any]:
-        url = fresh("bench_agor")
-        cmd = [sys.executable, "-m", "agor_db", "copy", "--from", str(source), "--to", url, "--json"]
-        r = run("agor-db copy", cmd, url)
-        if r["code"] != 0:
-            print(r["stdout"][-3000:], r["stderr"][-3000:])
-            raise SystemExit("agor-db copy failed")
-        doc = json.loads(r["stdout"])
-        r["phases"] = doc["phases"]
-        r["tables"] = {t["name"]: t["seconds"] for t in doc["tables"]}
-        return r
-
-    def child(name: str, flag: str) -> dict[str, Any]:
-        url = migrated("bench_child")
-        r = run(name, [sys.executable, str(Path(__file__).resolve()), flag, str(source), url], url)
-        if r["code"] != 0:
-            raise SystemExit(f"{name} failed: " + r["stderr"][-2000:])
-        r["tables"] = {d["table"]: d["seconds"] for d in map(json.loads, r["stdout"].splitlines())}
-        return r
-
-    def pgloader() -> dict[str, Any]:
-        url = migrated("bench_pgloader")
-        socket_dir = re.search(r"host=([^&]+)", admin)
-        target = f"postgresql://postgres@unix:{socket_dir.group(1) if socket_dir else '/tmp'}:5432/bench_pgloader"
-        load = data.parent / f"agorbench-{os.getpid()}.load"
-        load.write_text(
-            f"LOAD DATABASE\n  FROM sqlite://{source}\n  INTO {target}\n"
-            "  WITH data only, disable triggers, create no tables, create no indexes, reset no sequences,\n"
-            f"       prefetch rows = {PGLOADER_ROWS}, batch rows = {PGLOADER_ROWS},\n"
-            "       workers = 2, concurrency = 1\n"
-            "  EXCLUDING TABLE NAMES LIKE 'agor_migrations', 'sqlite_sequence';\n"
-        )
-        r = run("pgloader", ["pgloader", str(load)], url)
-        load.unlink()
-        with psycopg.connect(url) as conn:
-            r["loaded"] = conn.execute("SELECT count(*) FROM messages").fetchone()[0]
-        m = re.search(r"^\s*messages\s+(\d+)\s+(\d+)\s+.*?([\d.]+)s\s*$", r["stdout"] + r["stderr"], re.M)
-        r["tables"] = {"messages": float(m.group(3))} if m else {}
-        if r["code"] != 0 or r["loaded"] != rows["messages"]:
-            print("pgloader did not load everything:", (r["stdout"] + r["stderr"])[-2000:], flush=True)
-        return r
-
+    bench = Bench(source, rows, data, server.get_uri())
     contenders = {
-        "agor": ("agor-db copy", agor),
-        "bound": ("bare bound", lambda: child("bare bound", "--bound-child")),
-        "raw": ("raw, indexed", lambda: child("raw, indexed", "--raw-child")),
-        "pgloader": ("pgloader", pgloader),
+        "agor": ("agor-db copy", bench.agor),
+        "bound": ("bare bound", lambda: bench.child("bare bound", "--bound-child")),
+        "raw": ("raw, indexed", lambda: bench.child("raw, indexed", "--raw-child")),
+        "pgloader": ("pgloader", bench.pgloader),
     }
     wanted = [w for w in args.only.split(",") if w in contenders]
     if "pgloader" in wanted and shutil.which("pgloader") is None:
