@@ -7,6 +7,11 @@ comments and MCP servers in proportion. Deterministic for a given seed and size.
 
     python bench/gen_agor_db.py /tmp/agor-big.db                 # 500,000 messages
     python bench/gen_agor_db.py /tmp/agor-small.db --messages 20000
+    python bench/gen_agor_db.py /tmp/agor-chat.db --shape small   # many small rows: ~460 B of JSON each
+
+Two data shapes: ``large`` (the default: message JSON of 0.1-5 KB, mean ~1.15 KB, and ``--huge``
+messages of ~1 MB) and ``small`` (every message ~460 bytes of JSON, no huge ones), where the fixed
+per-row costs of a copier weigh more than its per-byte costs.
 """
 
 from __future__ import annotations
@@ -160,7 +165,13 @@ def message_payload(rng: random.Random, text: Text, kind: str, size: int) -> str
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
 
 
-def message_size(rng: random.Random) -> int:
+SHAPES = ("large", "small")
+
+
+def message_size(rng: random.Random, shape: str = "large") -> int:
+    """The payload size to ask message_payload for (the JSON adds ~240 bytes of structure)."""
+    if shape == "small":
+        return rng.randint(150, 290)  # JSON of 370-650 bytes, mean ~460
     r = rng.random()
     if r < 0.60:
         return rng.randint(100, 600)
@@ -178,7 +189,12 @@ def create_schema(path: Path, sql_dir: str | None) -> None:
 
 
 def generate(
-    path: Path, messages: int = 500_000, seed: int = 6, sql_dir: str | None = None, huge: int = 4
+    path: Path,
+    messages: int = 500_000,
+    seed: int = 6,
+    sql_dir: str | None = None,
+    huge: int = 4,
+    shape: str = "large",
 ) -> dict[str, int]:
     """Write a fresh database at ``path``; returns row counts per table."""
     import apsw
@@ -409,7 +425,7 @@ def generate(
     for i in range(messages):
         s_idx = i % n_sessions
         kind = rng.choice(MESSAGE_TYPES)
-        size = 1_000_000 if i in huge_at else message_size(rng)
+        size = 1_000_000 if i in huge_at else message_size(rng, shape)
         mid = uid(rng)
         if i % 5000 == 0:
             message_ids.append(mid)
@@ -495,10 +511,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("path", type=Path)
     parser.add_argument("--messages", type=int, default=500_000, help="number of messages (default 500,000)")
     parser.add_argument("--seed", type=int, default=6)
-    parser.add_argument("--huge", type=int, default=4, help="messages of about 1 MB (default 4)")
+    parser.add_argument("--shape", choices=SHAPES, default="large", help="message sizes (default large)")
+    parser.add_argument("--huge", type=int, help="messages of about 1 MB (default 4 for large, 0 for small)")
     parser.add_argument("--sql-dir", default=os.environ.get("AGOR_SQL_DIR"), help="SQL root (default: bundled)")
     args = parser.parse_args(argv)
-    counts = generate(args.path, args.messages, args.seed, args.sql_dir, args.huge)
+    huge = args.huge if args.huge is not None else (4 if args.shape == "large" else 0)
+    counts = generate(args.path, args.messages, args.seed, args.sql_dir, huge, args.shape)
     size = args.path.stat().st_size
     print(json.dumps({"path": str(args.path), "bytes": size, "rows": counts}))
     return 0
