@@ -50,6 +50,12 @@ ORDER BY j.version
 """
 
 
+# libpq's default notice processor writes server notices to stderr; psycopg only logs them, so the
+# fast path stays as quiet as the full one.
+_NOTICE_PROCESSOR = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_char_p)
+_IGNORE_NOTICE = _NOTICE_PROCESSOR(lambda _arg, _message: None)
+
+
 def _candidates() -> list[str]:
     """libpq files to try, best first: the one psycopg's binary wheel ships, then the system's."""
     override = os.environ.get(LIBPQ_DIR_ENV)
@@ -98,6 +104,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         ("PQgetisnull", i, [p, i, i]),
         ("PQgetvalue", c, [p, i, i]),
         ("PQclear", None, [p]),
+        ("PQsetNoticeProcessor", p, [p, _NOTICE_PROCESSOR, p]),
     ):
         fn = getattr(lib, name)
         fn.restype, fn.argtypes = res, args
@@ -152,6 +159,7 @@ def read_journal(url: DatabaseUrl) -> list[Row] | None:
     if not conn:
         return None
     try:
+        lib.PQsetNoticeProcessor(conn, _IGNORE_NOTICE, None)
         if lib.PQstatus(conn) == _CONNECTION_BAD:
             return None  # a conninfo libpq refuses: the full CLI explains it
         options = _effective(lib, conn)

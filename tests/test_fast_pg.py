@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from conftest import SECRETS, TEST_PASSWORD, WRONG_PASSWORD, PgServer, run_cli, write_migrations
@@ -189,3 +194,78 @@ def test_unknown_option_hands_over(migrated: tuple[str, Path]) -> None:
     url, root = migrated
     code, modules, _output = probe("migrate", "-d", url, "--sql-dir", str(root), "--dry-run")
     assert code == 0 and "typer" in modules
+
+
+# -- through PgBouncer in transaction pooling --------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def bouncer_url(migrated: tuple[str, Path], pg_server: PgServer) -> Iterator[str]:
+    """The migrated database behind a real PgBouncer (transaction pooling, one server connection)."""
+    exe = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+    if not Path(exe).exists():
+        pytest.skip("pgbouncer is not installed (Debian package pgbouncer)")
+    if not pg_server.host.startswith("/") or not pg_server.password:
+        pytest.skip("needs the suite's own pgserver (Unix socket, password login)")
+    url, _root = migrated
+    work = Path(tempfile.mkdtemp(prefix="agorbnc"))
+    port = _free_port()
+    (work / "users.txt").write_text(f'"{pg_server.role}" "{pg_server.password}"\n')
+    (work / "bouncer.ini").write_text(
+        f"[databases]\n{dbname_of(url)} = host={pg_server.host}\n"
+        f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
+        f"auth_type = plain\nauth_file = {work / 'users.txt'}\npool_mode = transaction\n"
+        f"default_pool_size = 1\nlogfile = {work / 'bouncer.log'}\npidfile = {work / 'bouncer.pid'}\n"
+    )
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # pgserver's socket directory belongs to its own user
+        shutil.chown(work, "pgserver", "pgserver")
+        for f in work.iterdir():
+            shutil.chown(f, "pgserver", "pgserver")
+        prefix = ["setpriv", "--reuid=pgserver", "--regid=pgserver", "--clear-groups"]
+    proc = subprocess.Popen(
+        [*prefix, exe, str(work / "bouncer.ini")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.skip(f"pgbouncer did not start: {proc.stderr.read() if proc.stderr else b''!r}")
+                time.sleep(0.1)
+        yield f"postgresql://{pg_server.role}:{quote(pg_server.password, safe='')}@127.0.0.1:{port}/{dbname_of(url)}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_through_pgbouncer_leaves_nothing_on_the_pooled_connection(
+    bouncer_url: str, migrated: tuple[str, Path]
+) -> None:
+    import psycopg
+
+    _url, root = migrated
+    code, modules, output = probe("migrate", "-d", bouncer_url, "--sql-dir", str(root))
+    assert code == 0 and "nothing to migrate" in output and "version 0002" in output, output
+    assert "typer" not in modules and "agor_db.fast_pg" in modules, "the fast path did not run"
+    assert probe("migrate", "-d", bouncer_url, "--sql-dir", str(root))[0] == 0  # the pooled connection again
+    # one server connection behind the pool: what the fast path left there, the next client would inherit
+    with psycopg.connect(bouncer_url, prepare_threshold=None, autocommit=True) as conn:
+        prepared = conn.execute("SELECT name FROM pg_prepared_statements").fetchall()
+        settings = conn.execute(
+            "SELECT name FROM pg_settings WHERE source = 'session' AND name NOT IN "
+            "('application_name', 'client_encoding', 'DateStyle', 'TimeZone', 'standard_conforming_strings')"
+        ).fetchall()
+    assert prepared == [] and settings == []
+    # (checked after, because the full path's own session settings are not the fast path's business)
+    same_as_full("migrate", "-d", bouncer_url, "--sql-dir", str(root))
