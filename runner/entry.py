@@ -34,6 +34,7 @@ def _noop_migrate(args: list[str]) -> int | None:
     url: DatabaseUrl | None = None
     try:
         from .drivers import open_driver
+        from .models import AppliedMigration
         from .plan import make_plan
         from .source import dialect_dir, list_migrations, sql_root
         from .urls import resolve_url
@@ -46,13 +47,21 @@ def _noop_migrate(args: list[str]) -> int | None:
             busy = float(given.get("lock", os.environ.get("AGOR_LOCK_TIMEOUT", "60")))
         except ValueError:
             return None
-        driver = open_driver(url, readonly=True, busy_timeout=busy)
-        try:
-            if not driver.journal_exists():
+        if url.dialect == "postgres":
+            from .fast_pg import read_journal  # libpq through ctypes: no psycopg import
+
+            rows = read_journal(url)
+            if rows is None:
                 return None
-            applied = driver.read_journal()
-        finally:
-            driver.close()
+            applied = [AppliedMigration(0, v, name, digest, 0, 0) for v, name, digest in rows]
+        else:
+            driver = open_driver(url, readonly=True, busy_timeout=busy)
+            try:
+                if not driver.journal_exists():
+                    return None
+                applied = driver.read_journal()
+            finally:
+                driver.close()
         plan = make_plan(url.dialect, migrations, applied)
         if plan.problems or plan.pending:
             return None
