@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 import pytest
 from conftest import SECRETS, TEST_PASSWORD, WRONG_PASSWORD, PgServer, run_cli, write_migrations
+from pg_cluster import PRIMARY_PORT, STANDBY_PORT, Cluster, cluster  # noqa: F401  (fixture)
 
 FULL = {"AGOR_DB_NO_FASTPATH": "1"}
 FILES = {
@@ -281,58 +282,27 @@ def test_through_pgbouncer_leaves_nothing_on_the_pooled_connection(
 
 
 @pytest.fixture
-def standby_url(migrated: tuple[str, Path], pg_server: PgServer) -> Iterator[str]:
-    """A streaming hot standby of the suite's server (pg_basebackup -R), holding the migrated database."""
-    import pgserver
+def standby_url(cluster: Cluster, sql_root: Path) -> str:  # noqa: F811
+    """A streaming hot standby (pg_basebackup -R) of a dedicated primary that holds the migrated journal."""
+    import psycopg
 
-    bindir = Path(pgserver.__file__).parent / "pginstall" / "bin"
-    if not pg_server.host.startswith("/") or os.environ.get("AGOR_TEST_DATABASE_URL") or not bindir.is_dir():
-        pytest.skip("needs the suite's own pgserver and its binaries")
-    data = Path(pg_server.host)
-    hba = data / "pg_hba.conf"
-    if "local replication postgres trust" not in hba.read_text():
-        with hba.open("a") as fh:
-            fh.write("local replication postgres trust\n")
-        import psycopg
-
-        with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
-            conn.execute("SELECT pg_reload_conf()")
-    work = Path(tempfile.mkdtemp(prefix="agorsby"))
-    prefix: list[str] = []
-    if os.geteuid() == 0:
-        shutil.chown(work, "pgserver", "pgserver")
-        prefix = ["setpriv", "--reuid=pgserver", "--regid=pgserver", "--clear-groups"]
-    backup = subprocess.run(
-        [*prefix, str(bindir / "pg_basebackup"), "-D", str(work / "data"), "-R", "-h", str(data), "-U", "postgres"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if backup.returncode != 0:
-        shutil.rmtree(work, ignore_errors=True)
-        pytest.skip(f"pg_basebackup failed: {backup.stderr.strip()}")
-    server = subprocess.Popen(
-        [*prefix, str(bindir / "postgres"), "-D", str(work / "data"), "-k", str(work), "-c", "listen_addresses="],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        url, _root = migrated
-        standby = pg_server.url(dbname_of(url)).replace(f"host={pg_server.host}", f"host={work}")
-        deadline = time.monotonic() + 60
-        while subprocess.run([bindir / "pg_isready", "-h", str(work)], capture_output=True).returncode != 0:
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.skip("the standby did not start")
-            time.sleep(0.2)
-        yield standby
-    finally:
-        server.terminate()
-        server.wait(60)
-        shutil.rmtree(work, ignore_errors=True)
+    write_migrations(sql_root, "postgres", FILES)
+    primary = cluster.url(PRIMARY_PORT)
+    first = run_cli("migrate", "-d", primary, "--sql-dir", str(sql_root))
+    assert first.code == 0, first.output
+    with psycopg.connect(primary, autocommit=True) as conn:
+        lsn = conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0]  # type: ignore[index]
+    standby = cluster.url(STANDBY_PORT)
+    deadline = time.monotonic() + 30
+    with psycopg.connect(standby, autocommit=True) as conn:
+        while not conn.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (lsn,)).fetchone()[0]:  # type: ignore[index]
+            assert time.monotonic() < deadline, "the standby did not replay the migration"
+            time.sleep(0.1)
+    return standby
 
 
-def test_standby_hands_over(standby_url: str, migrated: tuple[str, Path]) -> None:
-    _url, root = migrated
+def test_standby_hands_over(standby_url: str, sql_root: Path) -> None:
+    root = sql_root
     code, modules, output = probe("migrate", "-d", standby_url, "--sql-dir", str(root))
     assert "typer" in modules, "the fast path answered for a server in recovery"
     full = run_cli("migrate", "-d", standby_url, "--sql-dir", str(root), env=FULL)
