@@ -13,7 +13,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from . import __version__
+from . import __version__, interrupts
 from .core import Reporter
 from .errors import AgorDbError, ExitCode, UsageError
 from .output import Output
@@ -102,9 +102,9 @@ def run(body: Callable[[Session], int | None]) -> None:
     except AgorDbError as exc:
         session.out.error(str(exc))
         code = int(exc.exit_code)
-    except KeyboardInterrupt:
-        session.out.error("interrupted; the migration in progress (if any) was rolled back")
-        code = int(ExitCode.INTERRUPTED)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (interrupts.Terminated)
+        session.out.error(f"{interrupts.describe(exc)}; the migration in progress (if any) was rolled back")
+        code = int(interrupts.exit_code(exc))
     except (typer.Exit, typer.Abort):
         raise
     except BrokenPipeError:

@@ -68,14 +68,17 @@ def _noop_migrate(args: list[str]) -> int | None:
 
 
 def main() -> None:
+    from . import interrupts
+
+    interrupts.install()  # SIGTERM like Ctrl-C (exit 143), also as PID 1
     argv = sys.argv[1:]
     if argv[:1] == ["migrate"] and not os.environ.get("AGOR_DB_NO_FASTPATH"):
         try:
             code = _noop_migrate(argv[1:])
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             # Ctrl-C while connecting or reading the journal: nothing was written; same exit as the full CLI
-            print("error: interrupted; nothing was changed", file=sys.stderr, flush=True)
-            sys.exit(130)
+            print(f"error: {interrupts.describe(exc)}; nothing was changed", file=sys.stderr, flush=True)
+            sys.exit(int(interrupts.exit_code(exc)))
         if code is not None:
             sys.exit(code)
     from .cli import main as cli_main

@@ -6,6 +6,7 @@ The "app" is a small Python script that records its PID and, optionally, the sig
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -323,3 +324,108 @@ def test_script_is_posix_sh_and_executable():
         subprocess.run([shell, "-n", str(ENTRYPOINT)], check=True)
     if shutil.which("checkbashisms"):
         subprocess.run(["checkbashisms", str(ENTRYPOINT)], check=True)
+
+
+# -- agor-db itself as PID 1 (`--entrypoint agor-db`, a Kubernetes `command:`, an init container) --
+
+LONG_SQLITE = {
+    "0001_big.sql": "CREATE TABLE big (x INTEGER PRIMARY KEY, b BLOB);\n"
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 50000000)\n"
+    "INSERT INTO big SELECT x, randomblob(32) FROM c;\n"
+}
+LONG_PG = {"0001_slow.sql": "CREATE TABLE slow (id INTEGER);\nSELECT pg_sleep(60);\n"}
+
+
+def _pid1_namespaces_work() -> None:
+    if not shutil.which("unshare"):
+        pytest.skip("unshare (util-linux) is not installed")
+    probe = subprocess.run(["unshare", "--pid", "--fork", "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot create a PID namespace here ({probe.stderr.strip()}); needs root or user namespaces")
+
+
+def _start_as_pid1(env: dict[str, str], *args: str) -> tuple[subprocess.Popen[str], int]:
+    """Start `agor-db ARGS` as PID 1 of a new PID namespace; return unshare's process and agor-db's pid."""
+    proc = subprocess.Popen(
+        ["unshare", "--pid", "--fork", sys.executable, "-m", "agor_db", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    deadline = time.monotonic() + 10
+    while not children.read_text().split():
+        assert time.monotonic() < deadline, "unshare did not start agor-db"
+        time.sleep(0.02)
+    pid = int(children.read_text().split()[0])
+    status = Path(f"/proc/{pid}/status").read_text()
+    assert re.search(r"^NSpid:\s+\d+\s+1$", status, re.M), "agor-db is not PID 1 in its namespace"
+    return proc, pid
+
+
+def _sigterm_pid1(proc: subprocess.Popen[str], pid: int, after: float) -> tuple[int, str, float]:
+    time.sleep(after)  # well inside the migration, which takes far longer than the test may
+    assert proc.poll() is None, proc.communicate()
+    sent = time.monotonic()
+    os.kill(pid, signal.SIGTERM)
+    try:
+        out, err = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.kill(pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail("agor-db as PID 1 ignored SIGTERM (it would be killed after the grace period)")
+    took = time.monotonic() - sent
+    for secret in SECRETS:
+        assert secret not in out + err
+    assert "Traceback" not in err, err
+    return proc.returncode, err, took
+
+
+def test_sigterm_to_agor_db_as_pid1_rolls_back_a_long_sqlite_migration(tmp_path, sql_root):
+    _pid1_namespaces_work()
+    write_migrations(sql_root, "sqlite", {"0000_first.sql": "CREATE TABLE first (id INTEGER);\n", **LONG_SQLITE})
+    db = tmp_path / "agor.db"
+    env = _env(f"sqlite://{db}", sql_root)
+    proc, pid = _start_as_pid1(env, "migrate")
+    code, err, took = _sigterm_pid1(proc, pid, after=2.0)
+    assert code == 143, err
+    assert took < 5, "SIGTERM waited for the statement to finish"
+    assert "terminated (SIGTERM); the migration in progress (if any) was rolled back" in err
+    assert _sqlite_tables(db) >= {"first", JOURNAL_TABLE} and "big" not in _sqlite_tables(db)
+    import apsw
+
+    conn = apsw.Connection(str(db), flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert [v for (v,) in conn.execute(f"SELECT version FROM {JOURNAL_TABLE}")] == [0]
+    finally:
+        conn.close()
+
+
+def test_sigterm_to_agor_db_as_pid1_rolls_back_a_long_postgres_migration(pg_db, pg_admin_of, sql_root):
+    _pid1_namespaces_work()
+    write_migrations(sql_root, "postgres", LONG_PG)
+    proc, pid = _start_as_pid1(_env(pg_db, sql_root), "migrate")
+    code, err, took = _sigterm_pid1(proc, pid, after=2.0)
+    assert code == 143, err
+    assert took < 5, "SIGTERM waited for pg_sleep(60)"
+    assert "terminated (SIGTERM)" in err
+    assert "slow" not in _pg_tables(pg_admin_of, pg_db)
+    with pg_admin_of(pg_db) as conn:
+        assert conn.execute(f"SELECT count(*) FROM {JOURNAL_TABLE}").fetchone() == (0,)
+        # psycopg cancelled the query: no backend of the runner is left sleeping
+        left = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()"
+        )
+        assert left.fetchone() == (0,)
+
+
+def test_sigterm_to_agor_db_wait_as_pid1_exits_143(tmp_path, sql_root):
+    _pid1_namespaces_work()
+    env = _env(f"sqlite://{tmp_path / 'not-mounted' / 'agor.db'}", sql_root)
+    proc, pid = _start_as_pid1(env, "wait", "--timeout", "60")
+    code, err, took = _sigterm_pid1(proc, pid, after=1.0)
+    assert code == 143, err
+    assert took < 5
+    assert "terminated (SIGTERM) while waiting for the database" in err
