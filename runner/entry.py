@@ -72,15 +72,16 @@ def main() -> None:
 
     interrupts.install()  # SIGTERM like Ctrl-C (exit 143), also as PID 1
     argv = sys.argv[1:]
-    if argv[:1] == ["migrate"] and not os.environ.get("AGOR_DB_NO_FASTPATH"):
-        try:
+    try:
+        if argv[:1] == ["migrate"] and not os.environ.get("AGOR_DB_NO_FASTPATH"):
+            # Ctrl-C while connecting or reading the journal: nothing was written
             code = _noop_migrate(argv[1:])
-        except KeyboardInterrupt as exc:
-            # Ctrl-C while connecting or reading the journal: nothing was written; same exit as the full CLI
-            print(f"error: {interrupts.describe(exc)}; nothing was changed", file=sys.stderr, flush=True)
-            sys.exit(int(interrupts.exit_code(exc)))
-        if code is not None:
-            sys.exit(code)
-    from .cli import main as cli_main
-
+            if code is not None:
+                sys.exit(code)
+        from .cli import main as cli_main
+    except KeyboardInterrupt as exc:
+        # Also a stop request while the CLI is still being imported (a second or more on a busy host):
+        # nothing has been touched yet; same message and exit code as the full CLI.
+        print(f"error: {interrupts.describe(exc)}; nothing was changed", file=sys.stderr, flush=True)
+        sys.exit(int(interrupts.exit_code(exc)))
     cli_main()

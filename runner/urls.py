@@ -171,4 +171,16 @@ def resolve_url(flag: str | None, environ: dict[str, str] | None = None) -> Data
         value = env.get(name)
         if value:
             return parse_url(value, name)
+    return _default_url(env)
+
+
+def _default_url(env: os._Environ[str] | dict[str, str]) -> DatabaseUrl:
+    # The image sets AGOR_DB_REQUIRE_URL=1: in a container ~/.agor/agor.db is a throwaway file, and a
+    # deployment that forgot its database must fail instead of "succeeding" on it.
+    if env.get("AGOR_DB_REQUIRE_URL", "") not in ("", "0"):
+        raise UrlError(
+            "no database given: set DATABASE_URL (or AGOR_DATABASE_URL, --database-url); the default "
+            f"{DEFAULT_SQLITE_PATH} is off here (AGOR_DB_REQUIRE_URL is set)",
+            hint=f"to use SQLite on purpose, name the file: AGOR_DB_PATH={DEFAULT_SQLITE_PATH} (on a volume)",
+        )
     return parse_url(DEFAULT_SQLITE_PATH, "default")

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -213,6 +214,131 @@ def test_bad_wait_timeout_is_a_usage_error(tmp_path, sql_root, app):
     assert not marker.exists()
 
 
+# -- an agor-db command runs exactly as given: no implicit wait or migrate ---------------------------
+
+
+def test_agor_db_dry_run_stays_dry(pg_db, pg_admin_of, sql_root):
+    write_migrations(sql_root, "postgres", GOOD)
+    code, output = _run(_env(pg_db, sql_root), "agor-db", "migrate", "--dry-run")
+    assert code == 0, output
+    assert "1 migration(s) would be applied" in output and "0001_items.sql" in output
+    assert "ready after" not in output and "applied 0001" not in output
+    assert _pg_tables(pg_admin_of, pg_db) == set()  # not even the journal
+
+
+@pytest.mark.parametrize("command", [["agor-db", "--help"], ["--help"], ["agor-db", "migrate", "--help"]])
+def test_agor_db_help_works_while_the_database_is_down(pg_server, tmp_path, sql_root, command):
+    url = f"postgresql://{pg_server.role}:{pg_server.password}@/agor?host={tmp_path}"  # nothing listens
+    started = time.monotonic()
+    code, output = _run(_env(url, sql_root, AGOR_WAIT_TIMEOUT="30"), *command)
+    assert code == 0, output
+    assert "Usage: agor-db" in output and "waiting" not in output
+    assert time.monotonic() - started < 10
+
+
+def test_agor_db_version_and_status_run_without_migrating(tmp_path, sql_root):
+    write_migrations(sql_root, "sqlite", GOOD)
+    db = tmp_path / "agor.db"
+    env = _env(f"sqlite://{db}", sql_root)
+    code, output = _run(env, "--version")
+    assert code == 0 and output.startswith("agor-db "), output
+    code, output = _run(env, "agor-db", "status", "--exit-code")
+    assert code == 6, output  # pending: the entrypoint did not migrate first
+    assert "0 applied, 1 pending" in output
+    assert not db.exists() or "items" not in _sqlite_tables(db)
+
+
+def test_agor_db_command_uses_agor_db_bin(tmp_path, sql_root):
+    fake = tmp_path / "bin" / "my-agor-db"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\nprintf "%s|" "$@" > "{tmp_path / "args"}"\n')
+    fake.chmod(0o755)
+    env = _env(f"sqlite://{tmp_path / 'agor.db'}", sql_root, AGOR_DB_BIN=str(fake))
+    code, output = _run(env, "agor-db", "status", "--json")
+    assert code == 0, output
+    assert (tmp_path / "args").read_text() == "status|--json|"
+
+
+def test_sigterm_reaches_an_agor_db_command_which_rolls_back(tmp_path, sql_root):
+    write_migrations(sql_root, "sqlite", LONG_SQLITE)
+    db = tmp_path / "agor.db"
+    proc = _start(_env(f"sqlite://{db}", sql_root), "agor-db", "migrate")
+    _until(lambda: Path(f"{db}-journal").exists() or Path(f"{db}-wal").exists(), proc, "the long insert")
+    proc.send_signal(signal.SIGTERM)  # the entrypoint exec'd agor-db: this is agor-db's pid
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 143, out + err
+    assert "terminated (SIGTERM)" in err
+    assert "big" not in _sqlite_tables(db)
+
+
+# -- bad commands and a missing database: one line, a documented exit code, nothing run ------------
+
+
+@pytest.mark.parametrize(
+    ("command", "code", "message"),
+    [
+        ([""], 2, 'the command is empty ("")'),
+        (["no-such-app-xyz", "--serve"], 127, "command not found: 'no-such-app-xyz' is not on PATH"),
+        (["./no/such/app"], 127, "command not found: './no/such/app' does not exist"),
+        (["TMP/notes.txt"], 126, "cannot execute 'TMP/notes.txt': not an executable file"),
+        (["TMP"], 126, "cannot execute 'TMP': not an executable file"),
+    ],
+    ids=["empty", "unknown", "missing-path", "not-executable", "directory"],
+)
+def test_bad_command_is_refused_before_anything_runs(pg_db, pg_admin_of, sql_root, tmp_path, command, code, message):
+    write_migrations(sql_root, "postgres", GOOD)
+    (tmp_path / "notes.txt").write_text("vm\n")
+    (tmp_path / "notes.txt").chmod(0o644)  # root may still pass `test -x` on it
+    command = [c.replace("TMP", str(tmp_path)) for c in command]
+    message = message.replace("TMP", str(tmp_path))
+    got, output = _run(_env(pg_db, sql_root), *command)
+    assert got == code, output
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert lines == [f"agor-db-entrypoint: {message}; nothing was run"] or (
+        command == [""] and len(lines) == 1 and message in lines[0]
+    ), lines
+    assert _pg_tables(pg_admin_of, pg_db) == set()  # neither waited nor migrated
+
+
+def _no_database_env(tmp_path: Path, sql_root: Path, **extra: str) -> dict[str, str]:
+    env = _env("unused", sql_root, HOME=str(tmp_path / "home"), **extra)
+    del env["DATABASE_URL"]
+    return env
+
+
+@pytest.mark.parametrize("command", [[], ["app"]], ids=["no-command", "app"])
+def test_no_database_configured_is_refused_with_exit_2(tmp_path, sql_root, app, command):
+    write_migrations(sql_root, "sqlite", GOOD)
+    marker, app_command = app
+    code, output = _run(_no_database_env(tmp_path, sql_root), *(app_command if command else []))
+    assert code == 2, output
+    assert "no database configured: set DATABASE_URL" in output
+    assert len([line for line in output.splitlines() if line.strip()]) == 1
+    assert not marker.exists()
+    assert not (tmp_path / "home" / ".agor").exists()  # no throwaway SQLite file was made
+
+
+def test_no_database_for_an_agor_db_command_in_the_image_is_refused_too(tmp_path, sql_root):
+    # the image sets AGOR_DB_REQUIRE_URL=1, so `docker run agor-db agor-db migrate` cannot hit the default
+    write_migrations(sql_root, "sqlite", GOOD)
+    env = _no_database_env(tmp_path, sql_root, AGOR_DB_REQUIRE_URL="1")
+    code, output = _run(env, "agor-db", "migrate")
+    assert code == 2, output
+    assert "no database given" in output and "AGOR_DB_PATH=~/.agor/agor.db" in output
+    assert not (tmp_path / "home" / ".agor").exists()
+
+
+def test_sqlite_default_when_asked_for_by_name(tmp_path, sql_root, app):
+    write_migrations(sql_root, "sqlite", GOOD)
+    (tmp_path / "home" / ".agor").mkdir(parents=True)  # the volume mounted at /home/agor/.agor
+    marker, command = app
+    env = _no_database_env(tmp_path, sql_root, AGOR_DB_PATH="~/.agor/agor.db", AGOR_DB_REQUIRE_URL="1")
+    code, output = _run(env, *command)
+    assert code == 0, output
+    assert "items" in _sqlite_tables(tmp_path / "home" / ".agor" / "agor.db")
+    assert marker.exists()
+
+
 # -- knobs ---------------------------------------------------------------------------------------
 
 
@@ -364,8 +490,17 @@ def _start_as_pid1(env: dict[str, str], *args: str) -> tuple[subprocess.Popen[st
     return proc, pid
 
 
-def _sigterm_pid1(proc: subprocess.Popen[str], pid: int, after: float) -> tuple[int, str, float]:
-    time.sleep(after)  # well inside the migration, which takes far longer than the test may
+def _until(ready: Callable[[], bool], proc: subprocess.Popen[str], what: str) -> None:
+    """Wait until agor-db is really inside the work (its start takes a while on a busy host)."""
+    deadline = time.monotonic() + 30
+    while not ready():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"agor-db never got to {what}"
+        time.sleep(0.05)
+    time.sleep(0.3)
+
+
+def _sigterm_pid1(proc: subprocess.Popen[str], pid: int) -> tuple[int, str, float]:
     assert proc.poll() is None, proc.communicate()
     sent = time.monotonic()
     os.kill(pid, signal.SIGTERM)
@@ -388,7 +523,9 @@ def test_sigterm_to_agor_db_as_pid1_rolls_back_a_long_sqlite_migration(tmp_path,
     db = tmp_path / "agor.db"
     env = _env(f"sqlite://{db}", sql_root)
     proc, pid = _start_as_pid1(env, "migrate")
-    code, err, took = _sigterm_pid1(proc, pid, after=2.0)
+    # 0000 is committed, 0001's insert is running inside its transaction (the rollback journal exists)
+    _until(lambda: Path(f"{db}-journal").exists() or Path(f"{db}-wal").exists(), proc, "the long insert")
+    code, err, took = _sigterm_pid1(proc, pid)
     assert code == 143, err
     assert took < 5, "SIGTERM waited for the statement to finish"
     assert "terminated (SIGTERM); the migration in progress (if any) was rolled back" in err
@@ -407,7 +544,14 @@ def test_sigterm_to_agor_db_as_pid1_rolls_back_a_long_postgres_migration(pg_db, 
     _pid1_namespaces_work()
     write_migrations(sql_root, "postgres", LONG_PG)
     proc, pid = _start_as_pid1(_env(pg_db, sql_root), "migrate")
-    code, err, took = _sigterm_pid1(proc, pid, after=2.0)
+
+    def sleeping() -> bool:
+        with pg_admin_of(pg_db) as conn:
+            sql = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%' AND state = 'active'"
+            return bool(conn.execute(sql).fetchone()[0])
+
+    _until(sleeping, proc, "pg_sleep(60)")
+    code, err, took = _sigterm_pid1(proc, pid)
     assert code == 143, err
     assert took < 5, "SIGTERM waited for pg_sleep(60)"
     assert "terminated (SIGTERM)" in err
@@ -425,7 +569,10 @@ def test_sigterm_to_agor_db_wait_as_pid1_exits_143(tmp_path, sql_root):
     _pid1_namespaces_work()
     env = _env(f"sqlite://{tmp_path / 'not-mounted' / 'agor.db'}", sql_root)
     proc, pid = _start_as_pid1(env, "wait", "--timeout", "60")
-    code, err, took = _sigterm_pid1(proc, pid, after=1.0)
+    assert proc.stdout is not None
+    assert "waiting up to 60s" in proc.stdout.readline()  # agor-db wait is running
+    time.sleep(0.5)
+    code, err, took = _sigterm_pid1(proc, pid)
     assert code == 143, err
     assert took < 5
-    assert "terminated (SIGTERM) while waiting for the database" in err
+    assert err.startswith("error: terminated (SIGTERM)"), err
