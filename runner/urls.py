@@ -56,7 +56,8 @@ class DatabaseUrl:
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        return tuple(s for s in _passwords(self.raw) if s)
+        names = public_names(self.raw)
+        return tuple(s for s in _passwords(self.raw) if s and s not in names)
 
     @property
     def is_memory(self) -> bool:
@@ -97,16 +98,53 @@ def redact_url(raw: str) -> str:
     return head + "?" + "&".join(fields) + hash_ + fragment
 
 
+# Inside free text (messages, JSON): a URL's userinfo password, a ?password= / &password= query value,
+# and a libpq keyword string's password=value (a keyword starts the text or follows whitespace).
+_TEXT_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^\s/@:]*:)([^\s/@]+)(@)")
+_TEXT_QUERY = re.compile(r"([?&](?:password|pass%77ord)=)([^&\s#\"']*)", re.IGNORECASE)
+_TEXT_KEYWORD = re.compile(r"(?<!\S)(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s'\"]+)", re.IGNORECASE)
+# Where a password's own text can show up in a driver's message: as an echoed value, right after a
+# quote, "=" or ":" (`invalid input syntax for type integer: "s3cret"`, `missing "=" after "s3cret"`),
+# and not glued to more of a word. Anywhere else it would only be a coincidence: with the password
+# `p` or `agor`, "attempt", "postgresql" and "agor-db" are ordinary words and stay as they are.
+_ECHO_BEFORE = "[\"'=:]"
+_ECHO_AFTER = "[A-Za-z0-9_\\-]"
+
+
+def mask_passwords(text: str) -> str:
+    """Mask every password field found by structure in free text: URLs, query strings, keyword strings."""
+    text = _TEXT_USERINFO.sub(lambda m: f"{m.group(1)}***{m.group(3)}", text)
+    text = _TEXT_QUERY.sub(lambda m: f"{m.group(1)}***" if m.group(2) else m.group(0), text)
+    return _TEXT_KEYWORD.sub(lambda m: f"{m.group(1)}***", text)
+
+
 def redact(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
-    """Scrub known secrets and any URL-embedded password from a message before it is printed."""
-    for secret in sorted(set(secrets), key=len, reverse=True):
-        if len(secret) >= 1:
-            text = text.replace(secret, "***")
-    return re.sub(
-        r"([A-Za-z][A-Za-z0-9+.\-]*://[^\s/@:]*:)([^\s/@]+)(@)",
-        lambda m: f"{m.group(1)}***{m.group(3)}",
-        text,
-    )
+    """Make a message safe to print: password fields by structure, then the known passwords' text
+    where a driver could have echoed it (see _ECHO_BEFORE), never inside ordinary words."""
+    text = mask_passwords(text)
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = re.sub(f"(?<={_ECHO_BEFORE}){re.escape(secret)}(?!{_ECHO_AFTER})", "***", text)
+    return text
+
+
+def public_names(raw: str) -> set[str]:
+    """User, host and database names in a URL or keyword string: shown as they are, never masked,
+    even when the password happens to be the same word (the dev default agor/agor/agor)."""
+    names: set[str] = set()
+    if _SCHEME_URL.match(raw):
+        rest = raw.split("://", 1)[1]
+        authority, _, path = rest.partition("/")
+        userinfo, at, hosts = authority.rpartition("@")
+        if at:
+            names.add(unquote(userinfo.split(":", 1)[0]))
+        names.update(unquote(h.rsplit(":", 1)[0]) for h in (hosts if at else authority).split(","))
+        path, _, query = path.partition("?")
+        names.add(unquote(path))
+        pairs = parse_qsl(query.split("#", 1)[0], keep_blank_values=True)
+    else:
+        pairs = [(m.group(1), m.group(2).strip("'")) for m in re.finditer(r"(\w+)\s*=\s*('[^']*'|\S+)", raw)]
+    names.update(v for k, v in pairs if k.lower() in ("user", "host", "hostaddr", "dbname"))
+    return {n for n in names if n}
 
 
 def parse_url(raw: str, source: str = "--database-url") -> DatabaseUrl:

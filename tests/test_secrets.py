@@ -149,3 +149,68 @@ def test_keyword_conninfo_is_not_mistaken_for_a_printable_path(tmp_path: Path, s
         run_cli("migrate", "-d", f"host=/tmp dbname=agor password={TEST_PASSWORD}", "--sql-dir", str(sql_root)),
     )
     assert r.code != 0
+
+
+# -- redaction by structure: short and common passwords -------------------------------------------
+
+
+@pytest.fixture
+def role_with_password(pg_server: PgServer) -> Any:
+    """Create a login role (and a database it owns) with a given name and password; dropped afterwards."""
+    import uuid
+
+    import psycopg
+
+    made: list[tuple[str, str]] = []
+
+    def make(password: str, name: str | None = None) -> str:
+        if pg_server.password != TEST_PASSWORD:
+            pytest.skip("needs the suite's own PostgreSQL (CREATE ROLE)")
+        name = name or "r_" + uuid.uuid4().hex[:10]
+        with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
+            conn.execute(f"CREATE ROLE {name} LOGIN PASSWORD '{password}'")
+            conn.execute(f"CREATE DATABASE {name} OWNER {name}")
+        made.append((name, name))
+        return f"postgresql://{name}:{quote(password, safe='')}@/{name}?host={pg_server.host}"
+
+    yield make
+    with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
+        for db, role in made:
+            conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+            conn.execute(f"DROP ROLE IF EXISTS {role}")
+
+
+def test_dev_style_credentials_show_user_and_database(role_with_password: Any, sql_root: Path) -> None:
+    # the dev defaults are agor/agor/agor: user, password and database are one word
+    import uuid
+
+    name = "agor_" + uuid.uuid4().hex[:8]
+    url = role_with_password(name, name)
+    _migrations(sql_root)
+    r = run_cli("migrate", "-d", url, "--sql-dir", str(sql_root))
+    assert r.code == 0, r.output
+    assert f"postgresql://{name}:***@/{name}?host=" in r.stdout, r.stdout
+    r = run_cli("status", "-d", url, "--sql-dir", str(sql_root))
+    assert r.code == 0 and f"database: postgresql://{name}:***@/{name}?host=" in r.stdout, r.stdout
+    r = run_cli("migrate", "-d", url.replace(f"{name}:{name}@", f"{name}:nope@"), "--sql-dir", str(sql_root))
+    assert r.code == 5, r.output
+    assert f'password authentication failed for user "{name}"' in r.stderr, r.stderr
+
+
+def test_one_letter_password_mangles_nothing_and_is_scrubbed_where_echoed(
+    role_with_password: Any, sql_root: Path
+) -> None:
+    url = role_with_password("p")
+    _migrations(sql_root)
+    r = run_cli("status", "-d", url, "--sql-dir", str(sql_root))
+    assert r.code == 0, r.output
+    assert "(postgres, from --database-url)" in r.stdout and "0 applied, 1 pending" in r.stdout
+    assert ":***@/" in r.stdout
+    assert run_cli("migrate", "-d", url, "--sql-dir", str(sql_root)).code == 0
+    # the server echoes the password's text back in its error message: that is where it is scrubbed
+    write_migrations(sql_root, "postgres", {"0002_bad.sql": "SELECT 'p'::integer;\n"})
+    r = run_cli("migrate", "-d", url, "--sql-dir", str(sql_root))
+    assert r.code == 1, r.output
+    assert 'invalid input syntax for type integer: "***"' in r.stderr, r.stderr
+    assert '"p"' not in r.stderr and "'p'" not in r.stderr
+    assert "postgres" in r.stderr and "0002_bad.sql" in r.stderr  # ordinary words intact
