@@ -545,9 +545,82 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
+def docker_image() -> Any:
+    """The image built from this repository's Dockerfile (needs an engine that has or can pull python:3.11-slim)."""
+    client = _docker_client()
+    _needs_image(client, "python:3.11-slim")
+    image, _logs = client.images.build(path=str(REPO), dockerfile="Dockerfile", tag="agor-db:test", rm=True)
+    return client, image
+
+
+def _needs_image(client: Any, name: str) -> None:
+    """Skip, saying why, when the engine neither has the image nor can pull it (CI has no registry)."""
+    docker = pytest.importorskip("docker")
+    try:
+        client.images.get(name)
+        return
+    except docker.errors.ImageNotFound:
+        pass
+    try:
+        client.images.pull(name)
+    except docker.errors.APIError as exc:
+        reason = " ".join(str(exc).split())[:160]
+        pytest.skip(f"the Docker engine has no {name} image and cannot pull it ({reason})")
+
+
+def _run_image(client: Any, image: Any, *command: str, **kwargs: Any) -> tuple[int, str]:
+    container = client.containers.run(image.id, list(command) or None, detach=True, **kwargs)
+    try:
+        status = container.wait(timeout=120)
+        logs = container.logs().decode()
+    finally:
+        container.remove(force=True)
+    return int(status["StatusCode"]), logs
+
+
+@pytest.mark.slow
+def test_docker_image_user_group_and_agor_db_commands(docker_image):
+    client, image = docker_image
+    code, logs = _run_image(client, image, "id", entrypoint="")
+    assert code == 0 and logs.strip().startswith("uid=10001(agor) gid=10001(agor)"), logs
+    down = {"DATABASE_URL": "postgresql://agor:pw@nowhere.invalid:5432/agor", "AGOR_WAIT_TIMEOUT": "30"}
+    code, logs = _run_image(client, image, "agor-db", "--help", environment=down)
+    assert code == 0 and "Usage: agor-db" in logs and "waiting" not in logs, logs  # no implicit wait
+    code, logs = _run_image(client, image, "", environment=down)
+    assert code == 2 and 'the command is empty ("")' in logs, logs
+
+
+@pytest.mark.slow
+def test_docker_image_refuses_to_run_without_a_database(docker_image):
+    client, image = docker_image
+    code, logs = _run_image(client, image)
+    assert code == 2, logs
+    assert "no database configured" in logs and "applied" not in logs
+    code, logs = _run_image(client, image, "agor-db", "migrate")
+    assert code == 2 and "no database given" in logs, logs
+
+
+@pytest.mark.slow
+def test_docker_image_sqlite_on_a_named_volume(docker_image):
+    client, image = docker_image
+    volume = client.volumes.create("agor-db-test-" + uuid.uuid4().hex[:8])
+    try:
+        mount = {volume.name: {"bind": "/home/agor/.agor", "mode": "rw"}}
+        env = {"AGOR_DB_PATH": "~/.agor/agor.db"}
+        code, logs = _run_image(client, image, environment=env, volumes=mount)
+        assert code == 0, logs
+        assert "applied" in logs and "no command given; the database is ready" in logs
+        code, logs = _run_image(client, image, "agor-db", "status", "--exit-code", environment=env, volumes=mount)
+        assert code == 0 and "0 pending" in logs, logs  # the data outlived the first container
+    finally:
+        volume.remove(force=True)
+
+
+@pytest.fixture(scope="module")
 def docker_pg() -> Any:
     """postgres:16 with the compose file's environment, on a private network and a loopback port."""
     client = _docker_client()
+    _needs_image(client, "postgres:16")
     env = _env_dict(_compose()["services"]["db"]["environment"])
     name = "agor-db-test-" + uuid.uuid4().hex[:8]
     network = client.networks.create(name)
@@ -593,13 +666,13 @@ def test_docker_postgres16_migrates_to_the_same_schema_as_the_test_server(docker
 
 
 @pytest.mark.slow
-def test_docker_image_entrypoint_migrates_then_runs_the_command(docker_pg, pg_db):
+def test_docker_image_entrypoint_migrates_then_runs_the_command(docker_pg, pg_db, request):
     client, network, db_host, url = docker_pg
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE DATABASE agor_image")
-    image, _logs = client.images.build(path=str(REPO), dockerfile="Dockerfile", tag="agor-db:test", rm=True)
+    _client, image = request.getfixturevalue("docker_image")
     env = _env_dict(_compose()["services"]["db"]["environment"])
     inner = f"postgresql://{env['POSTGRES_USER']}:{env['POSTGRES_PASSWORD']}@{db_host}:5432/agor_image"
     container = client.containers.run(image.id, environment={"DATABASE_URL": inner}, network=network.name, detach=True)
@@ -611,7 +684,7 @@ def test_docker_image_entrypoint_migrates_then_runs_the_command(docker_pg, pg_db
     finally:
         container.remove(force=True)
     assert status["StatusCode"] == 0, logs
-    assert "ready after" in logs and "applied" in logs
+    assert "ready after" in logs and "applied" in logs and "no command given" in logs
     assert user == "agor"
     assert run_cli("migrate", "-d", pg_db).code == 0
     image_url = url.rsplit("/", 1)[0] + "/agor_image"
