@@ -100,7 +100,7 @@ def redact_url(raw: str) -> str:
 
 # Inside free text (messages, JSON): a URL's userinfo password, a ?password= / &password= query value,
 # and a libpq keyword string's password=value (a keyword starts the text or follows whitespace).
-_TEXT_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^\s/@:]*:)([^\s/@]+)(@)")
+_TEXT_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^\s/@:]*:)([^\s/]+)(@)")
 _TEXT_QUERY = re.compile(r"([?&](?:password|pass%77ord)=)([^&\s#\"']*)", re.IGNORECASE)
 _TEXT_KEYWORD = re.compile(r"(?<!\S)(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s'\"]+)", re.IGNORECASE)
 # Where a password's own text can show up in a driver's message: as an echoed value, right after a
@@ -160,6 +160,7 @@ def parse_url(raw: str, source: str = "--database-url") -> DatabaseUrl:
                 f"cannot read the PostgreSQL URL from {source}: it must start with {scheme}://",
                 hint=_supported_hint(),
             )
+        _refuse_unencoded_userinfo(text, source)
         return DatabaseUrl("postgres", text, source, conninfo=text)
     if scheme == "sqlite":
         rest = text[len("sqlite:") :]
@@ -182,6 +183,25 @@ def parse_url(raw: str, source: str = "--database-url") -> DatabaseUrl:
             hint=_supported_hint(),
         )
     return _sqlite(text, text, source)
+
+
+def _refuse_unencoded_userinfo(text: str, source: str) -> None:
+    """`postgresql://agor:p@ss@db/agor` or `agor:p/ss@db`: libpq would read another host or database
+    name out of the password (and try to connect there); a usage error (exit 2) says what to do."""
+    rest = text.split("://", 1)[1].split("?", 1)[0]
+    authority, slash, path = rest.partition("/")
+    if authority.count("@") > 1:
+        char = "@"
+    elif slash and "@" in path and ":" in authority:
+        char = "/"
+    else:
+        return
+    raise UrlError(
+        f"cannot read the PostgreSQL URL from {source}: its user name or password contains an unencoded {char!r}",
+        hint="percent-encode special characters in the user name and password: @ is %40, / is %2F, : is %3A, "
+        "? is %3F, # is %23, % is %25 (python3 -c 'import sys, urllib.parse as u; print(u.quote(sys.argv[1], "
+        "safe=\"\"))' 'p@ss')",
+    )
 
 
 def _sqlite(location: str, raw: str, source: str) -> DatabaseUrl:

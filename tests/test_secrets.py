@@ -214,3 +214,23 @@ def test_one_letter_password_mangles_nothing_and_is_scrubbed_where_echoed(
     assert 'invalid input syntax for type integer: "***"' in r.stderr, r.stderr
     assert '"p"' not in r.stderr and "'p'" not in r.stderr
     assert "postgres" in r.stderr and "0002_bad.sql" in r.stderr  # ordinary words intact
+
+
+@pytest.mark.parametrize(("char", "host"), [("@", "127.0.0.1:1"), ("/", "127.0.0.1:1"), ("@", "db.example")])
+def test_unencoded_special_characters_in_the_password_are_a_usage_error(char: str, host: str, sql_root: Path) -> None:
+    # libpq would take part of the password for the host or database name and try to connect there
+    _migrations(sql_root)
+    url = f"postgresql://agor:{TEST_PASSWORD}{char}more@{host}/agor"
+    for command in (["migrate", "--sql-dir", str(sql_root)], ["status", "--sql-dir", str(sql_root)], ["wait"]):
+        r = _clean(run_cli(*command, "-d", url))
+        assert r.code == 2, r.output
+        assert r.stdout == ""
+        lines = r.stderr.splitlines()
+        assert lines[0] == (
+            f"error: cannot read the PostgreSQL URL from --database-url: its user name or password "
+            f"contains an unencoded '{char}'"
+        ), r.stderr
+        assert lines[1].startswith("hint: percent-encode special characters") and len(lines) == 2
+    # the same password, percent-encoded, is read as written: refused by the server port, not the URL
+    r = _clean(run_cli("status", "-d", f"postgresql://agor:{quote(TEST_PASSWORD + char, safe='')}@127.0.0.1:1/agor"))
+    assert r.code == 5, r.output
