@@ -9,8 +9,9 @@ pg_password := env("AGOR_PG_PASSWORD", "agor")
 pg_db := env("AGOR_PG_DB", "agor")
 pg_port := env("AGOR_PG_PORT", "5432")
 
-# The same database docker-compose.dev.yml starts, unless DATABASE_URL is already set.
-export DATABASE_URL := env("DATABASE_URL", "postgresql://" + pg_user + ":" + pg_password + "@127.0.0.1:" + pg_port + "/" + pg_db)
+# The same database docker-compose.dev.yml starts, unless DATABASE_URL is already set. User, password
+# and database name are percent-encoded, so `p@ss:w/rd` reaches the server as it was written.
+export DATABASE_URL := env("DATABASE_URL", "postgresql://" + encode_uri_component(pg_user) + ":" + encode_uri_component(pg_password) + "@127.0.0.1:" + pg_port + "/" + encode_uri_component(pg_db))
 
 python := env("PYTHON", "python")
 compose := "docker compose -f docker-compose.dev.yml"
@@ -72,3 +73,16 @@ bench:
     mkdir -p bench/out
     {{python}} bench/bench_migrate.py --out bench/out/migrate.md
     {{python}} bench/bench_copy.py
+
+# Re-pin the runtime dependencies in constraints.txt to the newest versions pip resolves today
+lock:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    venv=$(mktemp -d)
+    trap 'rm -rf "$venv"' EXIT
+    {{python}} -m venv "$venv"
+    "$venv/bin/python" -m pip install -q --upgrade pip
+    "$venv/bin/python" -m pip install -q .
+    { sed -n '1,/^$/p' constraints.txt; "$venv/bin/python" -m pip freeze --exclude agor-db; } > constraints.txt.new
+    mv constraints.txt.new constraints.txt
+    git diff --stat -- constraints.txt || true

@@ -13,7 +13,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from . import __version__
+from . import __version__, interrupts
 from .core import Reporter
 from .errors import AgorDbError, ExitCode, UsageError
 from .output import Output
@@ -104,9 +104,9 @@ def run(body: Callable[[Session], int | None]) -> None:
     except AgorDbError as exc:
         session.out.error(str(exc))
         code = int(exc.exit_code)
-    except KeyboardInterrupt:
-        session.out.error("interrupted; the migration in progress (if any) was rolled back")
-        code = int(ExitCode.INTERRUPTED)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (interrupts.Terminated)
+        session.out.error(f"{interrupts.describe(exc)}; the migration in progress (if any) was rolled back")
+        code = int(interrupts.exit_code(exc))
     except (typer.Exit, typer.Abort):
         raise
     except BrokenPipeError:
@@ -427,7 +427,26 @@ def _root(
 
 
 def main() -> None:
-    app(prog_name="agor-db")
+    try:
+        app(prog_name="agor-db")
+    except (SystemExit, KeyboardInterrupt) as exc:
+        # A stop request while typer builds the command or parses the arguments (before run() is in
+        # charge) escapes, or becomes a silent Exit(130) inside typer even for SIGTERM: say so, and
+        # keep 143 for SIGTERM.
+        stop = exc if isinstance(exc, KeyboardInterrupt) else _stop_request(exc)
+        if stop is None:
+            raise
+        print(f"error: {interrupts.describe(stop)}; nothing was changed", file=sys.stderr, flush=True)
+        sys.exit(int(interrupts.exit_code(stop)))
+
+
+def _stop_request(exc: BaseException) -> KeyboardInterrupt | None:
+    seen: BaseException | None = exc
+    for _ in range(4):  # SystemExit <- typer.Exit <- KeyboardInterrupt
+        seen = seen.__cause__ or seen.__context__ if seen is not None else None
+        if isinstance(seen, KeyboardInterrupt):
+            return seen
+    return None
 
 
 if __name__ == "__main__":  # pragma: no cover

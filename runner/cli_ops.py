@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from . import interrupts
 from .cli import EXIT_CODES, MAX_SECONDS, DatabaseUrlOpt, Session, app, run
-from .errors import ExitCode
 
 if TYPE_CHECKING:
     from .wait import Attempt
@@ -58,9 +58,9 @@ def wait(
         progress = _Progress(s, REPORT_EVERY)
         try:
             ready = wait_until_ready(url, timeout=timeout, interval=interval, on_retry=progress.retry)
-        except KeyboardInterrupt:
-            s.out.error("interrupted while waiting for the database")
-            return int(ExitCode.INTERRUPTED)
+        except KeyboardInterrupt as exc:
+            s.out.error(f"{interrupts.describe(exc)} while waiting for the database")
+            return int(interrupts.exit_code(exc))
         attempts = f"{ready.attempts} attempt" + ("" if ready.attempts == 1 else "s")
         s.out.line(f"ready after {ready.elapsed:.1f}s ({attempts}): {ready.detail}")
         return 0

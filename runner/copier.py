@@ -23,11 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import interrupts
 from .copy_convert import Bytes, Converter, Issue, Policies, binary_copy_types, converter_for, shorten
 from .copy_scan import Report, duplicate_sql, key_text, orphan_sql, unique_keys_to_check
 from .copy_schema import RUNS_TABLE, Pair, Table, match, quote, read_source, read_target
 from .copy_verify import Digest, RowHasher, server_digest
-from .errors import AgorDbError, DatabaseError, DatabaseUnavailable, ExitCode, UsageError
+from .errors import AgorDbError, DatabaseError, DatabaseUnavailable, UsageError
 from .plan import make_plan
 from .urls import DatabaseUrl, redact
 
@@ -62,7 +63,11 @@ class VerificationFailed(AgorDbError):
 
 
 class CopyInterrupted(AgorDbError):
-    exit_code = ExitCode.INTERRUPTED
+    """Ctrl-C (exit 130) or SIGTERM (exit 143) during the copy; everything was rolled back."""
+
+    def __init__(self, cause: KeyboardInterrupt) -> None:
+        super().__init__(f"{interrupts.describe(cause)}: the copy was rolled back, the target is unchanged")
+        self.exit_code = interrupts.exit_code(cause)
 
 
 @dataclass(frozen=True)
@@ -295,8 +300,8 @@ class Copier:
                 self._pass(src, None, pairs)
             else:
                 self._copy(src, conn, pairs)
-        except KeyboardInterrupt:
-            raise CopyInterrupted("interrupted: the copy was rolled back, the target is unchanged") from None
+        except KeyboardInterrupt as exc:
+            raise CopyInterrupted(exc) from None
         finally:
             src.close()
             if driver is not None:

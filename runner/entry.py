@@ -78,15 +78,21 @@ def _noop_migrate(args: list[str]) -> int | None:
 
 def main() -> None:
     argv = sys.argv[1:]
-    if argv[:1] == ["migrate"] and not os.environ.get("AGOR_DB_NO_FASTPATH"):
-        try:
-            code = _noop_migrate(argv[1:])
-        except KeyboardInterrupt:
-            # Ctrl-C while connecting or reading the journal: nothing was written; same exit as the full CLI
-            print("error: interrupted; nothing was changed", file=sys.stderr, flush=True)
-            sys.exit(130)
-        if code is not None:
-            sys.exit(code)
-    from .cli import main as cli_main
+    try:
+        from . import interrupts
 
+        interrupts.install()  # SIGTERM like Ctrl-C (exit 143), also as PID 1
+        if argv[:1] == ["migrate"] and not os.environ.get("AGOR_DB_NO_FASTPATH"):
+            # Ctrl-C while connecting or reading the journal: nothing was written
+            code = _noop_migrate(argv[1:])
+            if code is not None:
+                sys.exit(code)
+        from .cli import main as cli_main
+    except KeyboardInterrupt as exc:
+        # Also a stop request while the CLI is still being imported (a second or more on a busy host):
+        # nothing has been touched yet; same message and exit code as the full CLI.
+        from . import interrupts
+
+        print(f"error: {interrupts.describe(exc)}; nothing was changed", file=sys.stderr, flush=True)
+        sys.exit(int(interrupts.exit_code(exc)))
     cli_main()

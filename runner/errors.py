@@ -16,7 +16,8 @@ class ExitCode(IntEnum):
     LOCK_TIMEOUT = 4  # another runner held the lock for longer than --lock-timeout
     UNAVAILABLE = 5  # the database could not be reached or refused the login
     PENDING = 6  # `status --exit-code`: migrations are pending
-    INTERRUPTED = 130
+    INTERRUPTED = 130  # Ctrl-C (SIGINT)
+    TERMINATED = 143  # SIGTERM: docker stop, Kubernetes, systemd
 
 
 class AgorDbError(Exception):

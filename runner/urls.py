@@ -76,8 +76,9 @@ class DatabaseUrl:
 
     @property
     def secrets(self) -> tuple[str, ...]:
+        names = public_names(self.raw)
         found = _passwords(self.raw) + [v for k, v in self.keywords if k.lower() == "password"] + list(self.env_secrets)
-        return tuple(dict.fromkeys(s for s in found if s))
+        return tuple(dict.fromkeys(s for s in found if s and s not in names))
 
     @property
     def is_memory(self) -> bool:
@@ -145,16 +146,53 @@ def redact_url(raw: str) -> str:
     return head + "?" + "&".join(fields) + hash_ + fragment
 
 
+# Inside free text (messages, JSON): a URL's userinfo password, a ?password= / &password= query value,
+# and a libpq keyword string's password=value (a keyword starts the text or follows whitespace).
+_TEXT_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^\s/@:]*:)([^\s/]+)(@)")
+_TEXT_QUERY = re.compile(r"([?&](?:password|pass%77ord)=)([^&\s#\"']*)", re.IGNORECASE)
+_TEXT_KEYWORD = re.compile(r"(?<!\S)(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s'\"]+)", re.IGNORECASE)
+# Where a password's own text can show up in a driver's message: as an echoed value, right after a
+# quote, "=" or ":" (`invalid input syntax for type integer: "s3cret"`, `missing "=" after "s3cret"`),
+# and not glued to more of a word. Anywhere else it would only be a coincidence: with the password
+# `p` or `agor`, "attempt", "postgresql" and "agor-db" are ordinary words and stay as they are.
+_ECHO_BEFORE = "[\"'=:]"
+_ECHO_AFTER = "[A-Za-z0-9_\\-]"
+
+
+def mask_passwords(text: str) -> str:
+    """Mask every password field found by structure in free text: URLs, query strings, keyword strings."""
+    text = _TEXT_USERINFO.sub(lambda m: f"{m.group(1)}***{m.group(3)}", text)
+    text = _TEXT_QUERY.sub(lambda m: f"{m.group(1)}***" if m.group(2) else m.group(0), text)
+    return _TEXT_KEYWORD.sub(lambda m: f"{m.group(1)}***", text)
+
+
 def redact(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
-    """Scrub known secrets and any URL-embedded password from a message before it is printed."""
-    for secret in sorted(set(secrets), key=len, reverse=True):
-        if len(secret) >= 1:
-            text = text.replace(secret, "***")
-    return re.sub(
-        r"([A-Za-z][A-Za-z0-9+.\-]*://[^\s/@:]*:)([^\s/@]+)(@)",
-        lambda m: f"{m.group(1)}***{m.group(3)}",
-        text,
-    )
+    """Make a message safe to print: password fields by structure, then the known passwords' text
+    where a driver could have echoed it (see _ECHO_BEFORE), never inside ordinary words."""
+    text = mask_passwords(text)
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = re.sub(f"(?<={_ECHO_BEFORE}){re.escape(secret)}(?!{_ECHO_AFTER})", "***", text)
+    return text
+
+
+def public_names(raw: str) -> set[str]:
+    """User, host and database names in a URL or keyword string: shown as they are, never masked,
+    even when the password happens to be the same word (the dev default agor/agor/agor)."""
+    names: set[str] = set()
+    if _SCHEME_URL.match(raw):
+        rest = raw.split("://", 1)[1]
+        authority, _, path = rest.partition("/")
+        userinfo, at, hosts = authority.rpartition("@")
+        if at:
+            names.add(unquote(userinfo.split(":", 1)[0]))
+        names.update(unquote(h.rsplit(":", 1)[0]) for h in (hosts if at else authority).split(","))
+        path, _, query = path.partition("?")
+        names.add(unquote(path))
+        pairs = parse_qsl(query.split("#", 1)[0], keep_blank_values=True)
+    else:
+        pairs = [(m.group(1), m.group(2).strip("'")) for m in re.finditer(r"(\w+)\s*=\s*('[^']*'|\S+)", raw)]
+    names.update(v for k, v in pairs if k.lower() in ("user", "host", "hostaddr", "dbname"))
+    return {n for n in names if n}
 
 
 def parse_url(raw: str, source: str = "--database-url", environ: Mapping[str, str] | None = None) -> DatabaseUrl:
@@ -180,6 +218,7 @@ def parse_url(raw: str, source: str = "--database-url", environ: Mapping[str, st
             )
         query = dict(parse_qsl(text.partition("?")[2].partition("#")[0], keep_blank_values=True))
         hidden = _libpq_env_secrets(query.get("service"), env)
+        _refuse_unencoded_userinfo(text, source)
         return DatabaseUrl("postgres", text, source, conninfo=text, env_secrets=hidden)
     if scheme == "sqlite":
         rest = text[len("sqlite:") :]
@@ -255,6 +294,25 @@ def _libpq_env_secrets(service: str | None, env: Mapping[str, str]) -> tuple[str
     return tuple(p for p in found if p)
 
 
+def _refuse_unencoded_userinfo(text: str, source: str) -> None:
+    """`postgresql://agor:p@ss@db/agor` or `agor:p/ss@db`: libpq would read another host or database
+    name out of the password (and try to connect there); a usage error (exit 2) says what to do."""
+    rest = text.split("://", 1)[1].split("?", 1)[0]
+    authority, slash, path = rest.partition("/")
+    if authority.count("@") > 1:
+        char = "@"
+    elif slash and "@" in path and ":" in authority:
+        char = "/"
+    else:
+        return
+    raise UrlError(
+        f"cannot read the PostgreSQL URL from {source}: its user name or password contains an unencoded {char!r}",
+        hint="percent-encode special characters in the user name and password: @ is %40, / is %2F, : is %3A, "
+        "? is %3F, # is %23, % is %25 (python3 -c 'import sys, urllib.parse as u; print(u.quote(sys.argv[1], "
+        "safe=\"\"))' 'p@ss')",
+    )
+
+
 def _sqlite(location: str, raw: str, source: str) -> DatabaseUrl:
     location = unquote(location.split("?", 1)[0])
     if not location:
@@ -280,4 +338,16 @@ def resolve_url(flag: str | None, environ: Mapping[str, str] | None = None) -> D
         value = env.get(name)
         if value:
             return parse_url(value, name, env)
+    return _default_url(env)
+
+
+def _default_url(env: Mapping[str, str]) -> DatabaseUrl:
+    # The image sets AGOR_DB_REQUIRE_URL=1: in a container ~/.agor/agor.db is a throwaway file, and a
+    # deployment that forgot its database must fail instead of "succeeding" on it.
+    if env.get("AGOR_DB_REQUIRE_URL", "") not in ("", "0"):
+        raise UrlError(
+            "no database given: set DATABASE_URL (or AGOR_DATABASE_URL, --database-url); the default "
+            f"{DEFAULT_SQLITE_PATH} is off here (AGOR_DB_REQUIRE_URL is set)",
+            hint=f"to use SQLite on purpose, name the file: AGOR_DB_PATH={DEFAULT_SQLITE_PATH} (on a volume)",
+        )
     return parse_url(DEFAULT_SQLITE_PATH, "default", env)

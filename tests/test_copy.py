@@ -162,7 +162,12 @@ def _generated(tmp_path: Path, messages: int) -> Path:
 
 
 @pytest.mark.slow
-def test_interrupted_copy_leaves_target_unchanged(tmp_path, pg_db):
+@pytest.mark.parametrize(
+    ("sig", "code", "said"),
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated (SIGTERM)")],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_interrupted_copy_leaves_target_unchanged(tmp_path, pg_db, sig, code, said):
     source = _generated(tmp_path, 30_000)
     env_cmd = [sys.executable, "-m", "agor_db", "copy", "--from", str(source), "--to", pg_db]
     proc = subprocess.Popen(env_cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -170,10 +175,10 @@ def test_interrupted_copy_leaves_target_unchanged(tmp_path, pg_db):
     for line in proc.stdout:
         if line.startswith("copying messages"):
             break
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, out + err
-    assert "interrupted: the copy was rolled back, the target is unchanged" in err
+    assert proc.returncode == code, out + err
+    assert f"{said}: the copy was rolled back, the target is unchanged" in err
     assert "Traceback" not in err
     counts = pg_counts(pg_db)
     assert set(counts.values()) == {0}, counts  # migrated, but no row of the copy kept

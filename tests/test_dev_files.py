@@ -82,16 +82,59 @@ def test_compose_db_port_is_bound_to_loopback_with_an_overridable_host_port():
     assert moved["ports"] == ["127.0.0.1:55432:5432"]
 
 
-def test_compose_db_healthcheck_uses_pg_isready_over_tcp():
+def _healthcheck_command() -> str:
     check = _compose()["services"]["db"]["healthcheck"]
-    test = check["test"]
-    command = test[1] if test[0] == "CMD-SHELL" else " ".join(test[1:])
-    assert "pg_isready" in command
-    # over TCP: the image's init-time server listens on the socket only and would look healthy
-    assert "-h 127.0.0.1" in command
-    # $$ keeps the variables for the container's shell instead of compose's interpolation
-    assert '"${POSTGRES_USER}"' in command and '"${POSTGRES_DB}"' in command
     assert {"interval", "timeout", "retries"} <= set(check)
+    test = check["test"]
+    return str(test[1] if test[0] == "CMD-SHELL" else " ".join(test[1:]))
+
+
+def test_compose_db_healthcheck_logs_in_over_tcp():
+    command = _healthcheck_command()
+    assert "pg_isready" not in command  # it never logs in: "ready" even for a missing database
+    assert "psql" in command and "-c 'select 1'" in command
+    # over TCP: the image's init-time server listens on the socket only and would look healthy
+    assert "-h 127.0.0.1 -p 5432" in command
+    # $$ keeps the variables for the container's shell instead of compose's interpolation
+    assert '-U "${POSTGRES_USER}"' in command and '-d "${POSTGRES_DB}"' in command
+    assert 'PGPASSWORD="${POSTGRES_PASSWORD}"' in command
+
+
+def _pg_bin(name: str) -> str:
+    found = shutil.which(name)
+    if not found:
+        pgserver = pytest.importorskip("pgserver", reason="psql comes with pgserver (test extra)")
+        candidate = Path(pgserver.__file__).parent / "pginstall" / "bin" / name
+        found = str(candidate) if candidate.exists() else None
+    if not found:
+        pytest.skip(f"{name} is not installed")
+    return found
+
+
+def test_compose_db_healthcheck_fails_for_a_wrong_database_or_password(pg_server, pg_db):
+    """The healthcheck's own command, run against the test server (its socket instead of 127.0.0.1:5432)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    psql = _pg_bin("psql")
+    where = f"-h {pg_server.host}" + (f" -p {pg_server.port}" if pg_server.port else "")
+    command = _healthcheck_command().replace("-h 127.0.0.1 -p 5432", where)
+    good = {"POSTGRES_USER": pg_server.role, "POSTGRES_PASSWORD": pg_server.password}
+    good["POSTGRES_DB"] = str(conninfo_to_dict(pg_db)["dbname"])
+
+    def health(**change: str) -> int:
+        env = {"PATH": f"{Path(psql).parent}{os.pathsep}{os.environ['PATH']}", **good, **change}
+        return subprocess.run(["sh", "-c", command], env=env, capture_output=True, timeout=30).returncode
+
+    assert health() == 0
+    assert health(POSTGRES_DB="no_such_database") != 0
+    assert health(POSTGRES_USER="no_such_role") != 0
+    if pg_server.password:
+        assert health(POSTGRES_PASSWORD="wrong") != 0
+    # what the old check said for the missing database: ready
+    isready = subprocess.run(
+        [_pg_bin("pg_isready"), *where.split(), "-U", "no_such_role", "-d", "no_such_database"], capture_output=True
+    )
+    assert isready.returncode == 0
 
 
 def test_compose_defaults_match_the_dev_database_url():
@@ -124,8 +167,26 @@ def test_compose_migrate_service_runs_the_image_entrypoint_once_the_db_is_health
     assert migrate["depends_on"]["db"]["condition"] == "service_healthy"
     assert "entrypoint" not in migrate, "the image's entrypoint (wait, migrate) must run"
     assert migrate.get("restart", "no") == "no"
+    # always the working tree's code: `run` builds first instead of reusing a stale image
+    assert migrate["pull_policy"] == "build"
+    # no command: the entrypoint waits, migrates and exits (an agor-db command would skip both)
+    assert "command" not in migrate
     env = _env_dict(migrate["environment"])
-    assert env["DATABASE_URL"] == "postgresql://agor:agor@db:5432/agor"  # the service name, not localhost
+    assert env["DATABASE_URL"] == "postgresql://db:5432"  # the service name, not localhost
+    assert (env["PGUSER"], env["PGPASSWORD"], env["PGDATABASE"]) == ("agor", "agor", "agor")
+
+
+@pytest.mark.parametrize("password", ["p@ss", "a:b/c?d#e%f", "with space&x=y"])
+def test_compose_migrate_credentials_reach_libpq_verbatim(password):
+    from psycopg.conninfo import conninfo_to_dict
+
+    db = _compose({"AGOR_PG_PASSWORD": password, "AGOR_PG_USER": "me@corp"})["services"]
+    assert _env_dict(db["db"]["environment"])["POSTGRES_PASSWORD"] == password
+    env = _env_dict(db["migrate"]["environment"])
+    # the password is not pasted into the URL (compose cannot percent-encode): libpq reads PGPASSWORD
+    assert password not in env["DATABASE_URL"] and "@" not in env["DATABASE_URL"]
+    assert (env["PGUSER"], env["PGPASSWORD"]) == ("me@corp", password)
+    assert conninfo_to_dict(env["DATABASE_URL"]) == {"host": "db", "port": "5432"}
 
 
 # -- Dockerfile and .dockerignore ----------------------------------------------------------------
@@ -179,6 +240,69 @@ def test_dockerfile_runs_as_a_non_root_user_with_the_entrypoint():
     assert entry[-1] == f'["{target}"]'
     # without CMD the base image's ["python3"] would be the "app"
     assert any(w == "CMD" for w, _ in final)
+
+
+def test_dockerfile_installs_pinned_dependencies_before_the_code_and_sql():
+    build, final = _stages()
+    copies = [r for w, r in final if w == "COPY"]
+    deps = next(i for i, (w, r) in enumerate(final) if w == "RUN" and "-r /tmp/constraints.txt" in r)
+    assert "--only-binary=:all:" in final[deps][1]
+    assert any(w == "COPY" and r.startswith("constraints.txt ") for w, r in final[:deps])
+    wheel = next(i for i, (w, r) in enumerate(final) if w == "COPY" and r.startswith("--from=build "))
+    assert deps < wheel, "the dependency layer must not depend on runner/ or sql/"
+    assert any(w == "RUN" and "pip install --no-deps" in r and "pip check" in r for w, r in final[wheel:])
+    assert not any("runner" in r or "sql" in r for r in copies)
+    # in the build stage, the build backend is installed before the sources are copied
+    backend = next(i for i, (w, r) in enumerate(build) if w == "RUN" and "setuptools==" in r)
+    first_source = next(i for i, (w, r) in enumerate(build) if w == "COPY")
+    assert backend < first_source
+    assert any(w == "RUN" and "--no-build-isolation" in r for w, r in build)
+
+
+def test_dockerfile_user_group_volume_dir_and_no_silent_default():
+    final = _stages()[-1]
+    runs = " ".join(r for w, r in final if w == "RUN")
+    assert "groupadd --system --gid 10001 agor" in runs
+    assert "--uid 10001 --gid agor" in runs
+    assert "install -d -o agor -g agor" in runs and "/home/agor/.agor" in runs
+    env = " ".join(r for w, r in final if w == "ENV")
+    assert "AGOR_DB_REQUIRE_URL=1" in env
+    # an `agor-db ...` CMD would run as an agor-db command, without waiting and migrating
+    assert [r for w, r in final if w == "CMD"] == ["[]"]
+
+
+def _runtime_closure() -> dict[str, str]:
+    from importlib.metadata import distribution
+
+    from packaging.requirements import Requirement
+
+    seen: dict[str, str] = {}
+    todo = ["agor-db"]
+    while todo:
+        dist = distribution(todo.pop())
+        name = re.sub(r"[-_.]+", "-", dist.metadata["Name"]).lower()
+        if name in seen:
+            continue
+        seen[name] = dist.version
+        for text in dist.requires or []:
+            req = Requirement(text)
+            extra = "binary" if name == "psycopg" else ""
+            if req.marker is None or req.marker.evaluate({"extra": extra}):
+                todo.append(req.name)
+    del seen["agor-db"]
+    return seen
+
+
+def test_constraints_pin_exactly_the_runtime_dependencies_the_suite_runs_with():
+    pins = {}
+    for line in (REPO / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pins[re.sub(r"[-_.]+", "-", name).lower()] = version.strip()
+    installed = _runtime_closure()
+    assert set(pins) == set(installed), "constraints.txt is stale: run `just lock`"
+    differ = {n: (pins[n], installed[n]) for n in pins if pins[n] != installed[n]}
+    assert not differ, f"installed versions differ from constraints.txt: {differ}; pip install -c constraints.txt"
 
 
 def _context_files() -> set[str]:
@@ -293,6 +417,28 @@ def test_just_dry_run_commands(recipe, expected):
     assert lines == expected
 
 
+@pytest.mark.parametrize("password", ["p@ss", "a:b/c?d#e%f", "with space&x=y"])
+def test_just_percent_encodes_the_credentials(password):
+    from psycopg.conninfo import conninfo_to_dict
+
+    url = _just("--evaluate", "DATABASE_URL", env={"AGOR_PG_PASSWORD": password, "AGOR_PG_USER": "me@corp"}).stdout
+    assert password not in url
+    parsed = conninfo_to_dict(url)  # libpq's own parser
+    assert (parsed["user"], parsed["password"], parsed["host"], parsed["dbname"]) == (
+        "me@corp",
+        password,
+        "127.0.0.1",
+        "agor",
+    )
+
+
+def test_just_lock_rewrites_constraints_from_a_scratch_virtualenv():
+    r = _just("--dry-run", "lock")
+    assert r.returncode == 0, r.stderr
+    assert "pip freeze --exclude agor-db" in r.stdout + r.stderr
+    assert "constraints.txt" in r.stdout + r.stderr
+
+
 def test_just_exports_the_compose_database_url():
     assert _just("--evaluate", "DATABASE_URL").stdout == DEV_URL
     moved = _just("--evaluate", "DATABASE_URL", env={"AGOR_PG_PORT": "55432"}).stdout
@@ -399,9 +545,82 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
+def docker_image() -> Any:
+    """The image built from this repository's Dockerfile (needs an engine that has or can pull python:3.11-slim)."""
+    client = _docker_client()
+    _needs_image(client, "python:3.11-slim")
+    image, _logs = client.images.build(path=str(REPO), dockerfile="Dockerfile", tag="agor-db:test", rm=True)
+    return client, image
+
+
+def _needs_image(client: Any, name: str) -> None:
+    """Skip, saying why, when the engine neither has the image nor can pull it (CI has no registry)."""
+    docker = pytest.importorskip("docker")
+    try:
+        client.images.get(name)
+        return
+    except docker.errors.ImageNotFound:
+        pass
+    try:
+        client.images.pull(name)
+    except docker.errors.APIError as exc:
+        reason = " ".join(str(exc).split())[:160]
+        pytest.skip(f"the Docker engine has no {name} image and cannot pull it ({reason})")
+
+
+def _run_image(client: Any, image: Any, *command: str, **kwargs: Any) -> tuple[int, str]:
+    container = client.containers.run(image.id, list(command) or None, detach=True, **kwargs)
+    try:
+        status = container.wait(timeout=120)
+        logs = container.logs().decode()
+    finally:
+        container.remove(force=True)
+    return int(status["StatusCode"]), logs
+
+
+@pytest.mark.slow
+def test_docker_image_user_group_and_agor_db_commands(docker_image):
+    client, image = docker_image
+    code, logs = _run_image(client, image, "id", entrypoint="")
+    assert code == 0 and logs.strip().startswith("uid=10001(agor) gid=10001(agor)"), logs
+    down = {"DATABASE_URL": "postgresql://agor:pw@nowhere.invalid:5432/agor", "AGOR_WAIT_TIMEOUT": "30"}
+    code, logs = _run_image(client, image, "agor-db", "--help", environment=down)
+    assert code == 0 and "Usage: agor-db" in logs and "waiting" not in logs, logs  # no implicit wait
+    code, logs = _run_image(client, image, "", environment=down)
+    assert code == 2 and 'the command is empty ("")' in logs, logs
+
+
+@pytest.mark.slow
+def test_docker_image_refuses_to_run_without_a_database(docker_image):
+    client, image = docker_image
+    code, logs = _run_image(client, image)
+    assert code == 2, logs
+    assert "no database configured" in logs and "applied" not in logs
+    code, logs = _run_image(client, image, "agor-db", "migrate")
+    assert code == 2 and "no database given" in logs, logs
+
+
+@pytest.mark.slow
+def test_docker_image_sqlite_on_a_named_volume(docker_image):
+    client, image = docker_image
+    volume = client.volumes.create("agor-db-test-" + uuid.uuid4().hex[:8])
+    try:
+        mount = {volume.name: {"bind": "/home/agor/.agor", "mode": "rw"}}
+        env = {"AGOR_DB_PATH": "~/.agor/agor.db"}
+        code, logs = _run_image(client, image, environment=env, volumes=mount)
+        assert code == 0, logs
+        assert "applied" in logs and "no command given; the database is ready" in logs
+        code, logs = _run_image(client, image, "agor-db", "status", "--exit-code", environment=env, volumes=mount)
+        assert code == 0 and "0 pending" in logs, logs  # the data outlived the first container
+    finally:
+        volume.remove(force=True)
+
+
+@pytest.fixture(scope="module")
 def docker_pg() -> Any:
     """postgres:16 with the compose file's environment, on a private network and a loopback port."""
     client = _docker_client()
+    _needs_image(client, "postgres:16")
     env = _env_dict(_compose()["services"]["db"]["environment"])
     name = "agor-db-test-" + uuid.uuid4().hex[:8]
     network = client.networks.create(name)
@@ -447,13 +666,13 @@ def test_docker_postgres16_migrates_to_the_same_schema_as_the_test_server(docker
 
 
 @pytest.mark.slow
-def test_docker_image_entrypoint_migrates_then_runs_the_command(docker_pg, pg_db):
+def test_docker_image_entrypoint_migrates_then_runs_the_command(docker_pg, pg_db, request):
     client, network, db_host, url = docker_pg
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE DATABASE agor_image")
-    image, _logs = client.images.build(path=str(REPO), dockerfile="Dockerfile", tag="agor-db:test", rm=True)
+    _client, image = request.getfixturevalue("docker_image")
     env = _env_dict(_compose()["services"]["db"]["environment"])
     inner = f"postgresql://{env['POSTGRES_USER']}:{env['POSTGRES_PASSWORD']}@{db_host}:5432/agor_image"
     container = client.containers.run(image.id, environment={"DATABASE_URL": inner}, network=network.name, detach=True)
@@ -465,7 +684,7 @@ def test_docker_image_entrypoint_migrates_then_runs_the_command(docker_pg, pg_db
     finally:
         container.remove(force=True)
     assert status["StatusCode"] == 0, logs
-    assert "ready after" in logs and "applied" in logs
+    assert "ready after" in logs and "applied" in logs and "no command given" in logs
     assert user == "agor"
     assert run_cli("migrate", "-d", pg_db).code == 0
     image_url = url.rsplit("/", 1)[0] + "/agor_image"

@@ -149,3 +149,88 @@ def test_keyword_conninfo_is_not_mistaken_for_a_printable_path(tmp_path: Path, s
         run_cli("migrate", "-d", f"host=/tmp dbname=agor password={TEST_PASSWORD}", "--sql-dir", str(sql_root)),
     )
     assert r.code != 0
+
+
+# -- redaction by structure: short and common passwords -------------------------------------------
+
+
+@pytest.fixture
+def role_with_password(pg_server: PgServer) -> Any:
+    """Create a login role (and a database it owns) with a given name and password; dropped afterwards."""
+    import uuid
+
+    import psycopg
+
+    made: list[tuple[str, str]] = []
+
+    def make(password: str, name: str | None = None) -> str:
+        if pg_server.password != TEST_PASSWORD:
+            pytest.skip("needs the suite's own PostgreSQL (CREATE ROLE)")
+        name = name or "r_" + uuid.uuid4().hex[:10]
+        with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
+            conn.execute(f"CREATE ROLE {name} LOGIN PASSWORD '{password}'")
+            conn.execute(f"CREATE DATABASE {name} OWNER {name}")
+        made.append((name, name))
+        return f"postgresql://{name}:{quote(password, safe='')}@/{name}?host={pg_server.host}"
+
+    yield make
+    with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
+        for db, role in made:
+            conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+            conn.execute(f"DROP ROLE IF EXISTS {role}")
+
+
+def test_dev_style_credentials_show_user_and_database(role_with_password: Any, sql_root: Path) -> None:
+    # the dev defaults are agor/agor/agor: user, password and database are one word
+    import uuid
+
+    name = "agor_" + uuid.uuid4().hex[:8]
+    url = role_with_password(name, name)
+    _migrations(sql_root)
+    r = run_cli("migrate", "-d", url, "--sql-dir", str(sql_root))
+    assert r.code == 0, r.output
+    assert f"postgresql://{name}:***@/{name}?host=" in r.stdout, r.stdout
+    r = run_cli("status", "-d", url, "--sql-dir", str(sql_root))
+    assert r.code == 0 and f"database: postgresql://{name}:***@/{name}?host=" in r.stdout, r.stdout
+    r = run_cli("migrate", "-d", url.replace(f"{name}:{name}@", f"{name}:nope@"), "--sql-dir", str(sql_root))
+    assert r.code == 5, r.output
+    assert f'password authentication failed for user "{name}"' in r.stderr, r.stderr
+
+
+def test_one_letter_password_mangles_nothing_and_is_scrubbed_where_echoed(
+    role_with_password: Any, sql_root: Path
+) -> None:
+    url = role_with_password("p")
+    _migrations(sql_root)
+    r = run_cli("status", "-d", url, "--sql-dir", str(sql_root))
+    assert r.code == 0, r.output
+    assert "(postgres, from --database-url)" in r.stdout and "0 applied, 1 pending" in r.stdout
+    assert ":***@/" in r.stdout
+    assert run_cli("migrate", "-d", url, "--sql-dir", str(sql_root)).code == 0
+    # the server echoes the password's text back in its error message: that is where it is scrubbed
+    write_migrations(sql_root, "postgres", {"0002_bad.sql": "SELECT 'p'::integer;\n"})
+    r = run_cli("migrate", "-d", url, "--sql-dir", str(sql_root))
+    assert r.code == 1, r.output
+    assert 'invalid input syntax for type integer: "***"' in r.stderr, r.stderr
+    assert '"p"' not in r.stderr and "'p'" not in r.stderr
+    assert "postgres" in r.stderr and "0002_bad.sql" in r.stderr  # ordinary words intact
+
+
+@pytest.mark.parametrize(("char", "host"), [("@", "127.0.0.1:1"), ("/", "127.0.0.1:1"), ("@", "db.example")])
+def test_unencoded_special_characters_in_the_password_are_a_usage_error(char: str, host: str, sql_root: Path) -> None:
+    # libpq would take part of the password for the host or database name and try to connect there
+    _migrations(sql_root)
+    url = f"postgresql://agor:{TEST_PASSWORD}{char}more@{host}/agor"
+    for command in (["migrate", "--sql-dir", str(sql_root)], ["status", "--sql-dir", str(sql_root)], ["wait"]):
+        r = _clean(run_cli(*command, "-d", url))
+        assert r.code == 2, r.output
+        assert r.stdout == ""
+        lines = r.stderr.splitlines()
+        assert lines[0] == (
+            f"error: cannot read the PostgreSQL URL from --database-url: its user name or password "
+            f"contains an unencoded '{char}'"
+        ), r.stderr
+        assert lines[1].startswith("hint: percent-encode special characters") and len(lines) == 2
+    # the same password, percent-encoded, is read as written: refused by the server port, not the URL
+    r = _clean(run_cli("status", "-d", f"postgresql://agor:{quote(TEST_PASSWORD + char, safe='')}@127.0.0.1:1/agor"))
+    assert r.code == 5, r.output

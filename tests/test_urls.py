@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
 from agor_db.errors import UrlError
-from agor_db.urls import parse_url, redact, redact_url, resolve_url
+from agor_db.urls import parse_url, public_names, redact, redact_url, resolve_url
 
 
 @pytest.mark.parametrize(
@@ -145,3 +146,57 @@ def test_malformed_keyword_string_does_not_echo_it() -> None:
     with pytest.raises(UrlError) as err:
         parse_url("host=db password='unterminated")
     assert "unterminated" not in str(err.value)
+
+
+# -- redaction by structure ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        # the dev defaults: the password is also the user and database name; only the field is masked
+        ("postgresql://agor:agor@db:5432/agor", "postgresql://agor:***@db:5432/agor"),
+        ("postgresql://p:p@postgres-p:5432/p?sslmode=prefer", "postgresql://p:***@postgres-p:5432/p?sslmode=prefer"),
+        ("postgresql://u@h/d?sslmode=disable&password=agor", "postgresql://u@h/d?sslmode=disable&password=***"),
+        ("host=db user=agor password=agor dbname=agor", "host=db user=agor password=*** dbname=agor"),
+        ("host=db password='two words' dbname=agor", "host=db password=*** dbname=agor"),
+    ],
+)
+def test_password_field_is_masked_and_names_are_not(raw: str, shown: str) -> None:
+    assert redact_url(raw) == shown
+    assert redact(f"cannot connect to {raw} (refused)") == f"cannot connect to {shown} (refused)"
+
+
+@pytest.mark.parametrize("password", ["agor", "p", "postgres", "db", "a"])
+def test_short_or_common_passwords_never_mangle_words(password: str) -> None:
+    url = parse_url(f"postgresql://agor_user:{password}@db.example:5432/agor_app")
+    text = (
+        f"attempt 3, 2.0s: cannot connect to {url.display}: connection refused\n"
+        "hint: is the server running? agor-db wait waits for it; agor-db new NAME makes the next pair\n"
+        'password authentication failed for user "agor_user"; database "agor_app" on postgresql port 5432'
+    )
+    assert redact(text, url.secrets) == text
+    assert url.display == "postgresql://agor_user:***@db.example:5432/agor_app"
+
+
+@pytest.mark.parametrize("password", ["agor", "p", "s3cr3t-Agor-pw!x"])
+def test_password_echoed_by_a_driver_is_scrubbed(password: str) -> None:
+    url = parse_url(f"postgresql://agor_user:{quote(password, safe='')}@db/agor_app")
+    for template in (
+        'invalid input syntax for type integer: "{pw}"',
+        "syntax error at or near '{pw}'",
+        'missing "=" after "{pw}" in connection info string',
+        "invalid connection option password={pw} for this server",
+        "could not translate host name 'db' to address: agor_user:{pw}",
+    ):
+        assert redact(template.format(pw=password), url.secrets) == template.format(pw="***")
+
+
+def test_names_equal_to_the_password_are_never_secrets() -> None:
+    # with agor/agor/agor the password cannot be told from the user and database names the server
+    # quotes back ('password authentication failed for user "agor"'): the names stay readable
+    url = parse_url("postgresql://agor:agor@db:5432/agor")
+    assert url.secrets == ()
+    assert redact('password authentication failed for user "agor"', url.secrets).endswith('user "agor"')
+    assert public_names("host=db,db2 user=bob password=s3cret dbname='my db'") >= {"db,db2", "bob", "my db"}
+    assert public_names("postgresql://bob:pw@h1:5432,h2/app?user=carol") == {"bob", "h1", "h2", "app", "carol"}
