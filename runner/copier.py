@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .copy_convert import Bytes, Converter, Issue, Policies, binary_copy_types, converter_for, shorten
+from .copy_json import JsonOracle
 from .copy_scan import Report, duplicate_sql, key_text, orphan_sql, unique_keys_to_check
 from .copy_schema import RUNS_TABLE, Pair, Table, match, quote, read_source, read_target
 from .copy_verify import Digest, RowHasher, server_digest
@@ -228,6 +229,12 @@ def _checked_target(conn: Any, url: DatabaseUrl, root: Path) -> dict[str, Table]
         conn.execute("ROLLBACK")
 
 
+def _connect(url: DatabaseUrl) -> Any:
+    from .drivers.postgres import connect
+
+    return connect(url)
+
+
 # -- copy ------------------------------------------------------------------------------------
 
 
@@ -253,6 +260,8 @@ class Copier:
         self.dropped: dict[str, dict[tuple[str, ...], set[tuple[Any, ...]]]] = {}
         self.writing = not options.check
         self.drop_count = 0
+        # PostgreSQL's own jsonb parser, for the JSON Python cannot answer exactly (opened when needed).
+        self.oracle = JsonOracle(lambda: _connect(dst))
 
     def run(self) -> CopyResult:
         from . import core
@@ -300,6 +309,7 @@ class Copier:
             raise CopyInterrupted("interrupted: the copy was rolled back, the target is unchanged") from None
         finally:
             src.close()
+            self.oracle.close()
             if driver is not None:
                 driver.close()
             else:
@@ -508,7 +518,7 @@ class Copier:
             for fk in fks
             if fk.ref_columns in self.dropped.get(fk.ref_table, {})
         ]
-        hasher = RowHasher(convs)
+        hasher = RowHasher(convs, self.oracle)
         total = int(src.execute(f"SELECT count(*) FROM {quote(source.name)}").fetchone()[0])
         self.progress.table_start(table.name, total)
         started = time.perf_counter()
@@ -525,7 +535,7 @@ class Copier:
                 copy.set_types(binary)
         policies = self.options.policies
         report = self.report
-        add, check = hasher.add, hasher.check
+        add = hasher.add
         write_row = copy.write_row if copy is not None else None
         seen = 0
         copied = 0
@@ -533,20 +543,18 @@ class Copier:
         writing = self.writing and report.ok  # changes only when the slow path reports a problem
 
         def slow(row: tuple[Any, ...]) -> tuple[Any, ...] | None:
+            """The exact check of one row: the values to load, or None when a policy dropped the row or
+            a problem was reported (the row is then neither hashed nor written)."""
             nonlocal writing
+            problems = report.problem_count
             values = self._slow(src, pair, convs, fks, pk, pk_idx, row, policies, drop_rowids)
             writing = self.writing and report.ok
             if values is None:
                 result.dropped_rows += 1
-            return values
-
-        def unhashable(row: tuple[Any, ...]) -> tuple[Any, ...] | None:
-            """A row the SQLite-side test passed but that cannot be hashed (a lone surrogate escape in
-            JSON, which json_valid accepts and jsonb refuses): the exact check decides, before writing."""
-            values = slow(row)
-            if values is None or not writing:
                 return None
-            add(values)
+            if report.problem_count != problems:
+                return None
+            add(values)  # the exact check passed these values: an error here is a bug, not bad data
             return values
 
         try:
@@ -559,30 +567,24 @@ class Copier:
                         if seen % PROGRESS_EVERY == 0:
                             self.progress.table_rows(table.name, seen)
                         last = row[0]
-                        examined = bool(row[-1] or (lost and self.drop_count) or last in drop_rowids)
-                        if examined:
+                        if row[-1] or (lost and self.drop_count) or last in drop_rowids:
                             values = slow(row)
                             if values is None:
                                 continue
                         else:
                             values = row[1:-1]
-                        if writing:
                             try:
                                 add(values)
                             except (ValueError, ArithmeticError):  # UnicodeEncodeError is a ValueError
-                                if examined:  # the exact check passed it: a bug, not bad data
-                                    raise
-                                values = unhashable(row)
+                                # A row the SQLite-side test passed that has no canonical form (a lone
+                                # surrogate escape, a number numeric cannot hold): the exact check decides.
+                                values = slow(row)
                                 if values is None:
                                     continue
+                        if writing:
                             if write_row is not None:
                                 write_row(values)
                             copied += 1
-                        elif not examined:
-                            try:
-                                check(values)
-                            except (ValueError, ArithmeticError):
-                                slow(row)
                     break
                 except UnicodeDecodeError:
                     if not source.has_rowid:
@@ -595,7 +597,6 @@ class Copier:
                     last = raw[0]
                     values = slow(raw)
                     if values is not None and writing:
-                        add(values)
                         if write_row is not None:
                             write_row(values)
                         copied += 1
@@ -657,7 +658,7 @@ class Copier:
         changes: list[tuple[str, str]] = []
         drop = rowid in drop_rowids
         for i, conv in enumerate(convs):
-            out = conv.convert(values[i], policies)
+            out = conv.convert(values[i], policies, self.oracle)
             values[i] = out.value
             issues.extend(out.issues)
             changes.extend((conv.name, c) for c in out.changes)

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from hashlib import md5
 from typing import Any
 
-from .copy_convert import Converter, canonical_source, jsonb_loadable
+from .copy_convert import Converter, canonical_source
+from .copy_json import Oracle
 from .copy_schema import quote
 
 
@@ -29,26 +30,17 @@ class Digest:
 class RowHasher:
     """The source side: one call per loaded row with the values as they are sent to PostgreSQL."""
 
-    def __init__(self, converters: tuple[Converter, ...]) -> None:
+    def __init__(self, converters: tuple[Converter, ...], oracle: Oracle | None = None) -> None:
         self.rows = 0
         self.total = 0
-        self._canon: tuple[Callable[[Any], str], ...] = tuple(canonical_source(c) for c in converters)
+        self._canon: tuple[Callable[[Any], str], ...] = tuple(canonical_source(c, oracle) for c in converters)
         self._row_text = _compile(self._canon)
-        self._json = tuple(i for i, c in enumerate(converters) if c.family == "json")
 
     def add(self, values: tuple[Any, ...] | list[Any]) -> None:
         """Raises ValueError (or ArithmeticError) for a value with no canonical form, before counting it."""
         digest = md5(self._row_text(values).encode("utf-8"), usedforsecurity=False).digest()
         self.total += int.from_bytes(digest[:8], "big", signed=True)
         self.rows += 1
-
-    def check(self, values: tuple[Any, ...] | list[Any]) -> None:
-        """What ``add`` would raise, without hashing (for --check): once SQLite's json_valid has passed a
-        JSON text, only a NUL byte or a \\u escape (\\u0000, a lone surrogate) can still make it fail."""
-        for i in self._json:
-            v = values[i]
-            if v is not None and ("\\u" in v or "\x00" in v):
-                jsonb_loadable(v).encode("utf-8")
 
     def digest(self) -> Digest:
         return Digest(self.rows, self.total)
