@@ -36,7 +36,7 @@ Oracle = Callable[[str], str]  # PostgreSQL's jsonb::text for a text; raises Jso
 
 
 _NUM = "\ufdd0"  # a noncharacter: marks numbers kept as text through the encoder
-_marked = [0]  # numbers marked in the current document: a clash with a marker in the data is detected
+_MARKER_ESCAPE = re.compile(r"\\u[fF][dD][dD]0")
 
 
 def _range_checked(d: Decimal) -> str:
@@ -59,7 +59,6 @@ def _pg_number(text: str) -> float | str:
     f = float(text)
     if f and "e" not in text and "E" not in text and repr(f) == text:
         return f
-    _marked[0] += 1
     return _NUM + _range_checked(Decimal(text)) + _NUM
 
 
@@ -70,7 +69,7 @@ def _pg_int(text: str) -> int | str:
         return int(text)
     if digits > NUMERIC_INT_DIGITS:
         raise JsonRefused(OUT_OF_RANGE)
-    _marked[0] += 1  # JSON integers have no leading zeros: a long one is never zero, its text is numeric's
+    # JSON integers have no leading zeros: a long one is never zero, and its text is numeric's
     return _NUM + text + _NUM
 
 
@@ -127,13 +126,12 @@ def _decode(text: str) -> Any:
 
 def python_jsonb_text(text: str) -> str:
     """The canonical text computed in Python; ValueError when invalid, Undecided when Python cannot tell."""
-    _marked[0] = 0
     try:
         out = _ENCODER.encode(_decode(text))
     except RecursionError:
         raise Undecided("nested too deeply for Python") from None
-    if _marked[0] or _NUM in out:
-        if out.count(_NUM) != 2 * _marked[0]:  # the data holds the marker itself
+    if _NUM in out:
+        if _NUM in text or ("\\u" in text and _MARKER_ESCAPE.search(text)):  # the data holds the marker
             raise Undecided("the text holds U+FDD0")
         out = out.replace('"' + _NUM, "").replace(_NUM + '"', "")
     return out
@@ -237,7 +235,9 @@ class JsonOracle:
             try:
                 row = self._conn.execute("SELECT %s::jsonb::text", (text,)).fetchone()
                 self._last = (text, str(row[0]), "")
-            except (psycopg.DataError, psycopg.errors.ProgramLimitExceeded) as exc:
+            except psycopg.Error as exc:
+                if (exc.sqlstate or "")[:2] not in ("22", "54"):  # data exception, program limit exceeded
+                    raise
                 diag = exc.diag
                 why = (diag.message_primary or str(exc)) + (f" ({diag.message_detail})" if diag.message_detail else "")
                 self._last = (text, None, why)

@@ -1,0 +1,205 @@
+"""Exactness of `agor-db copy` as a property, differential against the suite's real PostgreSQL: for every
+document PostgreSQL accepts as jsonb, what copy stores equals ``source_text::jsonb`` (compared on the
+server), with and without each policy; a document it refuses is named, never crashes the copy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import apsw
+import psycopg
+import pytest
+from conftest import run_cli
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_copy_baddata import base_source, counts, message, run_copy
+
+from agor_db.copy_json import JsonOracle, jsonb_text, strip_nul
+from agor_db.copy_scan import BadData
+
+# -- generated JSON text: every number form, escape and code-point class, duplicate keys ---------------
+
+DIGITS = st.text("0123456789", min_size=1, max_size=30)
+INTEGERS = st.one_of(
+    st.integers(-(2**70), 2**70).map(str),
+    st.builds(lambda d: d.lstrip("0") or "0", DIGITS),
+    st.sampled_from(["-0", "0", "9007199254740993", "12345678901234567890"]),
+)
+NUMBERS = st.one_of(
+    INTEGERS,
+    st.builds(
+        lambda i, f, e: i + (("." + f) if f else "") + e,
+        INTEGERS,
+        st.one_of(st.just(""), DIGITS),
+        st.one_of(st.just(""), st.builds(lambda c, s, n: f"{c}{s}{n}", st.sampled_from("eE"),
+                                          st.sampled_from(["", "+", "-"]), st.integers(0, 400))),
+    ),
+    st.sampled_from(["1.10", "1e2", "-0.0", "1e400", "-1e-400", "0.1e1", "123e-5", "1E+2", "0e999999999"]),
+)  # fmt: skip
+CHARS = st.one_of(
+    st.characters(codec="utf-8", exclude_categories=("Cs",)),  # every plane, noncharacters included
+    st.sampled_from(["\ufdd0", "\ufdef", "\ufffe", "\uffff", "\U0010ffff", "\U0001f680", "é", "\u2028", '"', "\\"]),
+)
+ESCAPES = st.sampled_from(
+    ["\\n", "\\t", "\\b", "\\f", "\\r", '\\"', "\\\\", "\\/", "\\u00e9", "\\uFDD0", "\\ufdd0", "\\ud83d\\ude80",
+     "\\u001f", "\\u007F", "\\uffff", "\\\\u0000"]
+)  # fmt: skip
+
+
+def _escape_raw(ch: str) -> str:
+    return json.dumps(ch, ensure_ascii=False)[1:-1]
+
+
+STRINGS = st.lists(st.one_of(CHARS.map(_escape_raw), ESCAPES), max_size=8).map(lambda parts: '"' + "".join(parts) + '"')
+KEYS = st.one_of(STRINGS, st.sampled_from(['"a"', '"b"', '"aa"', '"é"', '"\\ufdd0"', '"\\u00e9"']))
+SPACE = st.sampled_from(["", " ", "\n", "\t ", "\r\n"])
+
+
+def _container(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    arrays = st.lists(children, max_size=5).map(lambda xs: "[" + ",".join(xs) + "]")
+    objects = st.lists(st.tuples(KEYS, SPACE, children), max_size=5).map(
+        lambda kvs: "{" + ",".join(f"{k}{s}:{s}{v}" for k, s, v in kvs) + "}"
+    )
+    return st.one_of(arrays, objects)
+
+
+JSON_TEXT = st.recursive(
+    st.one_of(NUMBERS, STRINGS, st.sampled_from(["true", "false", "null"])), _container, max_leaves=20
+)
+
+
+@pytest.fixture(scope="module")
+def pg_conn(pg_server):  # type: ignore[no-untyped-def]
+    from conftest import _admin_connect
+
+    with _admin_connect(pg_server.admin_url) as conn:
+        yield conn
+
+
+def _server_text(conn: psycopg.Connection, text: str) -> str | None:
+    try:
+        return str(conn.execute("SELECT %s::jsonb::text", (text,)).fetchone()[0])  # type: ignore[index]
+    except psycopg.DataError:
+        return None
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=JSON_TEXT)
+def test_canonical_text_is_postgres_own(pg_conn, text):
+    """The client's canonical text (Python, PostgreSQL for what Python cannot answer) is PostgreSQL's."""
+    oracle = JsonOracle(lambda: pg_conn)
+    expected = _server_text(pg_conn, text)
+    try:
+        got: str | None = jsonb_text(text, oracle)
+        got.encode("utf-8")
+    except ValueError:
+        got = None
+    assert got == expected
+
+
+HARD = [
+    '{"s":"a\\u0000b","n":1.10,"e":1e2,"big":12345678901234567890.123,"f":9007199254740993.0}',
+    '{"s":"a\\u0000b","inf":1e400}',
+    "[" * 990 + "]" * 990,
+    "[" * 5000 + "1" + "]" * 5000,
+    "[" + "9" * 5000 + "]",
+    '["\\ufdd0", "\ufdd0x", {"\\ufdd0": 1.5, "\ufdd0": 1e2}]',
+    '{"k\\ufdd0":["\ufdd0"]}',
+]
+
+
+@pytest.mark.parametrize("text", HARD)
+def test_hand_written_classes_stored_exactly(tmp_path, pg_db, text):
+    """Each class of the issue: copied (with --nul=strip where it holds a NUL) and equal on the server to
+    PostgreSQL's own parse of the (NUL-stripped) source text."""
+    path = tmp_path / "h.db"
+    c = base_source(path)
+    message(c, "hard", data=text)
+    c.close()
+    policies = {"nul": "strip"} if "\\u0000" in text else {}
+    run_copy(path, pg_db, **policies)
+    with psycopg.connect(pg_db) as conn:
+        same = conn.execute("SELECT data = %s::jsonb FROM messages WHERE message_id = 'hard'", (strip_nul(text),))
+        assert same.fetchone() == (True,)
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("[1e131072]", "outside the range of PostgreSQL's numeric"),
+        ("[1e-16384]", "outside the range of PostgreSQL's numeric"),
+        ('{"n":1e999999999}', "outside the range of PostgreSQL's numeric"),
+        ('{"n":1e999999999999}', "outside the range of PostgreSQL's numeric"),
+        ("[" * 20000 + "]" * 20000, "stack depth limit exceeded"),
+    ],
+)
+def test_values_only_postgres_refuses_found_by_check_and_named(tmp_path, pg_db, text, why):
+    path = tmp_path / "r.db"
+    c = base_source(path)
+    message(c, "refused", data=text)
+    c.close()
+    r = run_cli("copy", "--from", str(path), "--to", pg_db, "--check")
+    assert r.code == 1 and "message_id='refused'" in r.stderr and why in r.stderr, r.output
+    with pytest.raises(BadData) as exc:
+        run_copy(path, pg_db)
+    assert "message_id='refused'" in str(exc.value)
+    assert set(counts(pg_db).values()) == {0}
+    run_copy(path, pg_db, invalid_json="drop")
+    assert counts(pg_db)["messages"] == 1
+
+
+def test_raw_nul_byte_inside_a_string_is_fixed_by_nul_strip(tmp_path, pg_db):
+    path = tmp_path / "n.db"
+    c = base_source(path)
+    message(c, "raw-nul", data='{"a": "x\x00y", "n": 1.10}')
+    c.close()
+    r = run_cli("copy", "--from", str(path), "--to", pg_db, "--check")
+    assert r.code == 1 and "NUL characters: 1" in r.stderr and "--nul=strip" in r.stderr
+    run_copy(path, pg_db, nul="strip")
+    with psycopg.connect(pg_db) as conn:
+        row = conn.execute("SELECT data::text FROM messages WHERE message_id = 'raw-nul'").fetchone()
+    assert row == ('{"a": "xy", "n": 1.10}',)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(docs=st.lists(JSON_TEXT, min_size=1, max_size=25), strip=st.booleans(), nul_at=st.integers(0, 24))
+def test_copy_stores_postgres_parse_of_every_accepted_document(tmp_path_factory, pg_server, docs, strip, nul_at):
+    """End to end, with and without --nul=strip (one document then holds a NUL): every document PostgreSQL
+    accepts is stored as exactly ``text::jsonb`` of what the policy lists; refused ones are named."""
+    import uuid
+
+    from conftest import _admin_connect
+
+    if strip:
+        i = nul_at % len(docs)
+        docs[i] = '{"nul": "a\\u0000b", "d": ' + docs[i] + "}"
+    name = "h_" + uuid.uuid4().hex[:10]
+    with _admin_connect(pg_server.admin_url) as admin:
+        admin.execute(f'CREATE DATABASE "{name}" OWNER {pg_server.role}')
+    url = pg_server.url(name)
+    try:
+        path = tmp_path_factory.mktemp("prop") / "p.db"
+        c: apsw.Connection = base_source(path)
+        for i, d in enumerate(docs):
+            message(c, f"m{i}", index=i + 1, data=d)
+        c.close()
+        with _admin_connect(pg_server.admin_url) as admin:
+            accepted = [_server_text(admin, strip_nul(d)) is not None for d in docs]
+        policies = {"nul": "strip"} if strip else {}
+        if not all(accepted):
+            with pytest.raises(BadData) as exc:
+                run_copy(path, url, **policies)
+            for i, ok in enumerate(accepted):
+                assert (f"message_id='m{i}'" in str(exc.value)) != ok
+            return
+        run_copy(path, url, **policies)
+        with psycopg.connect(url) as conn:
+            for i, d in enumerate(docs):
+                row = conn.execute(
+                    "SELECT data = %s::jsonb FROM messages WHERE message_id = %s", (strip_nul(d), f"m{i}")
+                ).fetchone()
+                assert row == (True,), d
+    finally:
+        with _admin_connect(pg_server.admin_url) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
