@@ -183,6 +183,31 @@ def open_snapshot(url: DatabaseUrl, newest: int) -> Any:
     return conn
 
 
+def stale_details(
+    last: dict[str, Any], now: dict[str, int], filled: dict[str, int], checksum: str, scan_ok: bool
+) -> str:
+    """What differs between the earlier copy and the source now: tables and row counts, checksums."""
+    before = {t: int(n) for t, n in last["rows"].items() if n}
+    changed = [
+        f"{t} {before.get(t, 0)} -> {now.get(t, 0)} rows"
+        for t in sorted(set(before) | set(now))
+        if before.get(t, 0) != now.get(t, 0)
+    ]
+    parts = ["row counts " + ", ".join(changed)] if changed else ["the same row counts"]
+    if filled != before:
+        parts.append(
+            "the target's tables no longer hold what that copy wrote ("
+            + ", ".join(f"{t} {n} rows" for t, n in sorted(filled.items()))
+            + ")"
+        )
+    parts.append(
+        f"source checksum {checksum[:16]} (the earlier copy's: {str(last['source_checksum'])[:16]})"
+        if scan_ok
+        else "the source now holds values PostgreSQL cannot take (run copy --check to list them)"
+    )
+    return "; ".join(parts)
+
+
 def source_checksum(tables: list[TableResult]) -> str:
     h = hashlib.sha256()
     for t in sorted(tables, key=lambda t: t.name):
@@ -332,7 +357,8 @@ class Copier:
         ]
 
     def _refuse_non_empty(self, conn: Any, src: Any, pairs: list[Pair]) -> bool:
-        """True when the target already holds this very copy (nothing to do); raises when it holds other data."""
+        """True when the target already holds a copy of exactly this source (nothing to do); raises when it
+        holds anything else. "Exactly" is the whole-source checksum, computed by a scan that writes nothing."""
         filled = {
             p.target.name: int(conn.execute(f"SELECT count(*) FROM {quote(p.target.name)}").fetchone()[0])
             for p in pairs
@@ -342,25 +368,33 @@ class Copier:
             return False
         runs = self._earlier_runs(conn)
         last = runs[-1] if runs else None
-        if last is not None:
-            counts = {
-                p.target.name: int(src.execute(f"SELECT count(*) FROM {quote(p.source.name)}").fetchone()[0])
-                for p in pairs
-                if p.source is not None
-            }
-            same_counts = {t: n for t, n in counts.items() if n} == {t: n for t, n in last["rows"].items() if n}
-            if last["source"] == self.src.display and same_counts and filled == {t: n for t, n in counts.items() if n}:
-                self.result.already = last
-                return True
-            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last["finished_at"] / 1000))
-            earlier = f"; it holds the copy of {last['source']} made at {when}"
-        else:
-            earlier = ""
         listing = ", ".join(f"{t} ({n} rows)" for t, n in sorted(filled.items()))
+        hint = (
+            "copy into an empty database, or add --truncate to empty these tables inside the copy's "
+            "transaction first (the old rows are kept if anything fails)"
+        )
+        if last is None:
+            raise TargetNotEmpty(
+                f"the target {self.dst.display} is not empty: {listing}; nothing was written", hint=hint
+            )
+        writing, self.writing = self.writing, False
+        self.progress.phase("the target holds an earlier copy: computing the source's checksum to compare")
+        self._pass(src, None, pairs)
+        self.writing = writing
+        checksum = source_checksum(self.result.tables)
+        now = {t.name: t.source_digest.rows for t in self.result.tables if t.source_digest and t.source_digest.rows}
+        if self.report.ok and checksum == last["source_checksum"] and filled == now:
+            self.result.already = last
+            self.result.source_checksum = checksum
+            return True
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last["finished_at"] / 1000))
         raise TargetNotEmpty(
-            f"the target {self.dst.display} is not empty{earlier}: {listing}; nothing was written",
-            hint="copy into an empty database, or add --truncate to empty these tables inside the copy's "
-            "transaction first (the old rows are kept if anything fails)",
+            f"the target {self.dst.display} holds the copy of {last['source']} made at {when}, and the source "
+            f"{self.src.display} differs from it: "
+            + stale_details(last, now, filled, checksum, self.report.ok)
+            + "; nothing was written",
+            hint="to replace the earlier copy with the source as it is now, run the copy again with --truncate "
+            "(it empties the tables inside the copy's transaction; the old rows are kept if anything fails)",
         )
 
     # -- the pass --------------------------------------------------------------------------------

@@ -203,3 +203,31 @@ def test_copy_stores_postgres_parse_of_every_accepted_document(tmp_path_factory,
     finally:
         with _admin_connect(pg_server.admin_url) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_second_copy_compares_the_whole_source_checksum(tmp_path, pg_db):
+    """Fresh or refused: an identical source is 'nothing to do'; a changed one (same row counts, other content;
+    or other counts) is refused, naming what changed and how to redo it, and nothing is written."""
+    path = tmp_path / "s.db"
+    c = base_source(path)
+    message(c, "m1", data='{"v": 1}')
+    c.close()
+    assert run_cli("copy", "--from", str(path), "--to", pg_db).code == 0
+    r = run_cli("copy", "--from", str(path), "--to", pg_db)
+    assert r.code == 0 and "nothing to do" in r.stdout, r.output
+    c = apsw.Connection(str(path))
+    c.execute("UPDATE messages SET data = '{\"v\": 2}' WHERE message_id = 'm1'")
+    c.close()
+    r = run_cli("copy", "--from", str(path), "--to", pg_db)
+    assert r.code == 1 and "differs from it" in r.stderr and "source checksum" in r.stderr, r.output
+    assert "--truncate" in r.stderr and "nothing was written" in r.stderr
+    with psycopg.connect(pg_db) as conn:
+        assert conn.execute("SELECT data->>'v' FROM messages WHERE message_id = 'm1'").fetchone() == ("1",)
+    c = apsw.Connection(str(path))
+    message(c, "m2")
+    c.close()
+    r = run_cli("copy", "--from", str(path), "--to", pg_db, "--json")
+    assert r.code == 1 and "messages 2 -> 3 rows" in r.stderr, r.output
+    assert counts(pg_db)["messages"] == 2
+    assert run_cli("copy", "--from", str(path), "--to", pg_db, "--truncate").code == 0
+    assert counts(pg_db)["messages"] == 3
