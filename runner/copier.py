@@ -752,3 +752,15 @@ def copy(
 ) -> CopyResult:
     copier = Copier(src, dst, root, options, progress or Progress())
     return copier.run()
+
+
+def copy_outcome(
+    src: DatabaseUrl, dst: DatabaseUrl, root: Path, options: CopyOptions, progress: Progress | None = None
+) -> tuple[CopyResult, AgorDbError | None]:
+    """The result as far as the copy got, and the refusal or failure that ended it (None on success):
+    `copy --json` reports every outcome, with every problem found before it stopped."""
+    copier = Copier(src, dst, root, options, progress or Progress())
+    try:
+        return copier.run(), None
+    except AgorDbError as exc:
+        return copier.result, exc

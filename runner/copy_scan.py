@@ -15,7 +15,6 @@ from .copy_convert import KIND_TITLES, Issue
 from .copy_schema import Pair, SourceTable, Table, UniqueKey, quote
 from .errors import AgorDbError
 
-KEEP_PER_GROUP = 1000  # findings kept per (table, kind) for the report; all of them are counted
 SHOW_PER_GROUP = 10  # shown on screen per (table, kind)
 
 
@@ -45,8 +44,7 @@ class Group:
 
     def add(self, item: Any) -> None:
         self.count += 1
-        if len(self.items) < KEEP_PER_GROUP:
-            self.items.append(item)
+        self.items.append(item)  # every one: --json lists them all
 
 
 class Report:
