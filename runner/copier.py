@@ -58,6 +58,10 @@ class TargetNotEmpty(AgorDbError):
     pass
 
 
+class TargetEncoding(AgorDbError):
+    """The target database is not UTF8."""
+
+
 class VerificationFailed(AgorDbError):
     pass
 
@@ -133,6 +137,10 @@ def check_source(url: DatabaseUrl, root: Path) -> int:
     if url.dialect != "sqlite":
         raise UsageError(f"--from must be a SQLite database, got {url.display}")
     assert url.path is not None
+    if not url.is_memory and url.path.is_dir():
+        raise UsageError(
+            f"the source {url.display} is a directory, not a SQLite file", hint="give --from the database file"
+        )
     if url.is_memory or not url.path.is_file():
         raise DatabaseUnavailable(f"the source {url.display} does not exist", hint="check --from (or AGOR_DB_PATH)")
     inspection = core.inspect(url, root, core.RunOptions())
@@ -231,6 +239,21 @@ def _pg_error(url: DatabaseUrl, exc: Exception, doing: str) -> AgorDbError:
     return DatabaseError(f"PostgreSQL refused while {doing}: {text}; the copy was rolled back, the target is unchanged")
 
 
+def check_target_encoding(conn: Any, url: DatabaseUrl) -> None:
+    """Agor's text is Unicode: a target in another encoding (LATIN1, WIN1252, SQL_ASCII) would refuse or
+    mangle it; refused up front, before the target is touched."""
+    row = conn.execute(
+        "SELECT pg_encoding_to_char(encoding), current_database() FROM pg_database WHERE datname = current_database()"
+    ).fetchone()
+    if row is not None and row[0] != "UTF8":
+        raise TargetEncoding(
+            f"the target database {row[1]} has encoding {row[0]}; agor-db copy needs a UTF8 database "
+            "(Agor's text is Unicode); nothing was written",
+            hint=f"create one with: CREATE DATABASE {row[1]}_utf8 ENCODING 'UTF8' TEMPLATE template0 "
+            "LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8'; then copy into it",
+        )
+
+
 def _checked_target(conn: Any, url: DatabaseUrl, root: Path) -> dict[str, Table]:
     """For --check: the target's tables as the newest migrations make them, without changing it."""
     from . import core
@@ -300,11 +323,17 @@ class Copier:
             conn = connect(self.dst)
             driver: Any = None
             try:
+                check_target_encoding(conn, self.dst)
                 target = _checked_target(conn, self.dst, self.root)
             except AgorDbError:
                 conn.close()
                 raise
         else:
+            first = connect(self.dst)
+            try:
+                check_target_encoding(first, self.dst)
+            finally:
+                first.close()
             self.progress.phase("migrating the target to the newest sql/postgres version")
             core.migrate(self.dst, self.root, core.RunOptions(lock_timeout=self.options.lock_timeout))
             driver = PostgresDriver(self.dst)

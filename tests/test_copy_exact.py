@@ -231,3 +231,35 @@ def test_second_copy_compares_the_whole_source_checksum(tmp_path, pg_db):
     assert counts(pg_db)["messages"] == 2
     assert run_cli("copy", "--from", str(path), "--to", pg_db, "--truncate").code == 0
     assert counts(pg_db)["messages"] == 3
+
+
+@pytest.mark.parametrize("encoding", ["LATIN1", "SQL_ASCII", "WIN1252"])
+def test_non_utf8_target_refused_up_front_and_status_works(tmp_path, pg_server, encoding):
+    import uuid
+
+    from conftest import _admin_connect
+
+    name = "e_" + uuid.uuid4().hex[:10]
+    with _admin_connect(pg_server.admin_url) as admin:
+        admin.execute(
+            f"CREATE DATABASE \"{name}\" OWNER {pg_server.role} TEMPLATE template0 ENCODING '{encoding}' "
+            "LC_COLLATE 'C' LC_CTYPE 'C'"
+        )
+    url = pg_server.url(name)
+    try:
+        path = tmp_path / "e.db"
+        base_source(path).close()
+        for extra in ((), ("--check",), ("--json",)):
+            r = run_cli("copy", "--from", str(path), "--to", url, *extra)
+            assert r.code == 1 and f"has encoding {encoding}" in r.stderr and "ENCODING 'UTF8'" in r.stderr, r.output
+        with psycopg.connect(url) as conn:  # not even migrated
+            assert conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone() == (0,)
+        r = run_cli("status", "--database-url", url)
+        assert "internal error" not in r.output and r.code in (0, 6), r.output
+        r = run_cli("migrate", "--database-url", url)
+        assert r.code == 0, r.output
+        r = run_cli("status", "--database-url", url)
+        assert r.code == 0 and "internal error" not in r.output, r.output
+    finally:
+        with _admin_connect(pg_server.admin_url) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
