@@ -25,7 +25,7 @@ from typing import Any
 
 from .copy_convert import Bytes, Converter, Issue, Policies, binary_copy_types, converter_for, shorten
 from .copy_json import JsonOracle
-from .copy_scan import Report, duplicate_sql, key_text, orphan_sql, unique_keys_to_check
+from .copy_scan import Report, duplicate_sql, key_text, orphan_sql, row_ident_sql, unique_keys_to_check
 from .copy_schema import RUNS_TABLE, Pair, Table, match, quote, read_source, read_target
 from .copy_verify import Digest, RowHasher, server_digest
 from .errors import AgorDbError, DatabaseError, DatabaseUnavailable, ExitCode, UsageError
@@ -277,6 +277,35 @@ def _checked_target(conn: Any, url: DatabaseUrl, root: Path) -> dict[str, Table]
         conn.execute("ROLLBACK")
 
 
+def _copied_pk(pair: Pair) -> tuple[str, ...]:
+    names = {c.name for c in pair.columns}
+    pk = pair.target.primary_key
+    return pk if pk and all(c in names for c in pk) else ()
+
+
+def _raw_exprs(names: list[str]) -> str:
+    return ", ".join(
+        f"CASE WHEN typeof({quote(n)}) = 'text' THEN CAST({quote(n)} AS BLOB) ELSE {quote(n)} END, "
+        f"typeof({quote(n)}) = 'text'"
+        for n in names
+    )
+
+
+def _decoded(row: Any, names: list[str]) -> tuple[Any, ...]:
+    """A row read with _raw_exprs: its text decoded, Bytes where it is not UTF-8; flagged for the slow path."""
+    values: list[Any] = [row[0]]
+    for i in range(len(names)):
+        value, was_text = row[1 + 2 * i], row[2 + 2 * i]
+        if was_text:
+            try:
+                value = bytes(value).decode("utf-8")
+            except UnicodeDecodeError:
+                value = Bytes(bytes(value))
+        values.append(value)
+    values.append(1)
+    return tuple(values)
+
+
 def _connect(url: DatabaseUrl) -> Any:
     from .drivers.postgres import connect
 
@@ -523,30 +552,34 @@ class Copier:
             self._table(src, conn, pair, result, drop_rowids.get(pair.target.name, set()))
         self.result.phases["copy" if conn is not None else "scan"] = time.perf_counter() - t0
 
-    def _duplicates(self, src: Any, pairs: list[Pair]) -> dict[str, set[int]]:
-        """Rows that repeat a key the target enforces but SQLite did not (all but the newest of each set)."""
-        drop: dict[str, set[int]] = {}
+    def _duplicates(self, src: Any, pairs: list[Pair]) -> dict[str, set[Any]]:
+        """Rows that repeat a key the target enforces but SQLite did not (all but the newest of each set),
+        each named by its primary key."""
+        drop: dict[str, set[Any]] = {}
         for pair in pairs:
             if pair.source is None:
                 continue
+            pk = _copied_pk(pair)
             for key in unique_keys_to_check(pair):
-                sql = duplicate_sql(pair.source, key)
+                sql = duplicate_sql(pair.source, key, pk)
                 if sql is None:
                     continue
+                n = len(key.columns)
                 for row in src.execute(sql):
-                    text = key_text(key.columns, row[1:])
+                    text = key_text(key.columns, row[1 : 1 + n])
+                    name = key_text(pk, row[1 + n :]) if pk else f"rowid={row[0]}"
                     if self.options.policies.duplicates == "drop":
                         drop.setdefault(pair.target.name, set()).add(row[0])
                         self.report.change(
                             pair.target.name,
-                            f"rowid={row[0]}",
+                            name,
                             ",".join(key.columns),
                             f"row dropped: duplicate of a newer row on {key.name} ({text})",
                         )
                     else:
                         self.report.problem(
                             pair.target.name,
-                            f"rowid={row[0]}",
+                            name,
                             Issue(
                                 "duplicate",
                                 ",".join(key.columns),
@@ -569,7 +602,7 @@ class Copier:
         flag = " OR ".join([c.attention_sql() for c in convs] + orphan_tests) or "0"
         cols = ", ".join(quote(n) for n in names)
         order = "rowid" if source.has_rowid else ", ".join(quote(c) for c in pk) or "rowid"
-        rowid = "rowid" if source.has_rowid else "0"
+        rowid = row_ident_sql(source, pk)
         query = (
             f"SELECT {rowid}, {cols}, ({flag}) FROM {quote(source.name)} "
             + ("WHERE rowid > ? " if source.has_rowid else "")
@@ -650,11 +683,15 @@ class Copier:
                             copied += 1
                     break
                 except UnicodeDecodeError:
-                    if not source.has_rowid:
-                        raise AgorDbError(
-                            f"{table.name} holds text that is not valid UTF-8 (a WITHOUT ROWID table, "
-                            "which copy cannot step past)"
-                        ) from None
+                    if not source.has_rowid:  # no rowid to step past it: the rest of the table read as bytes
+                        for raw in self._raw_rows(src, source.name, names, flag, rowid, order, seen):
+                            seen += 1
+                            values = slow(raw)
+                            if values is not None and writing:
+                                if write_row is not None:
+                                    write_row(values)
+                                copied += 1
+                        break
                     raw = self._raw_row(src, source.name, names, flag, last)
                     seen += 1
                     last = raw[0]
@@ -680,25 +717,19 @@ class Copier:
 
     def _raw_row(self, src: Any, table: str, names: list[str], flag: str, last: int) -> tuple[Any, ...]:
         """The row apsw could not decode, with its text read as bytes."""
-        exprs = ", ".join(
-            f"CASE WHEN typeof({quote(n)}) = 'text' THEN CAST({quote(n)} AS BLOB) ELSE {quote(n)} END, "
-            f"typeof({quote(n)}) = 'text'"
-            for n in names
-        )
         row = src.execute(
-            f"SELECT rowid, {exprs}, ({flag}) FROM {quote(table)} WHERE rowid > ? ORDER BY rowid LIMIT 1", (last,)
+            f"SELECT rowid, {_raw_exprs(names)}, ({flag}) FROM {quote(table)} WHERE rowid > ? ORDER BY rowid LIMIT 1",
+            (last,),
         ).fetchone()
-        values: list[Any] = [row[0]]
-        for i in range(len(names)):
-            value, was_text = row[1 + 2 * i], row[2 + 2 * i]
-            if was_text:
-                try:
-                    value = bytes(value).decode("utf-8")
-                except UnicodeDecodeError:
-                    value = Bytes(bytes(value))
-            values.append(value)
-        values.append(1)
-        return tuple(values)
+        return _decoded(row, names)
+
+    def _raw_rows(
+        self, src: Any, table: str, names: list[str], flag: str, ident: str, order: str, skip: int
+    ) -> Iterator[tuple[Any, ...]]:
+        """A WITHOUT ROWID table from its ``skip``-th row on (in primary key order), text read as bytes."""
+        query = f"SELECT {ident}, {_raw_exprs(names)}, ({flag}) FROM {quote(table)} ORDER BY {order} LIMIT -1 OFFSET ?"
+        for row in src.execute(query, (skip,)):
+            yield _decoded(row, names)
 
     def _slow(
         self,

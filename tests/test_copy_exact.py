@@ -5,7 +5,6 @@ server), with and without each policy; a document it refuses is named, never cra
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import apsw
 import psycopg
@@ -13,7 +12,7 @@ import pytest
 from conftest import run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_copy_baddata import base_source, counts, message, run_copy
+from test_copy_baddata import MS, T0, S, base_source, counts, message, run_copy
 
 from agor_db.copy_json import JsonOracle, jsonb_text, strip_nul
 from agor_db.copy_scan import BadData
@@ -184,8 +183,9 @@ def test_copy_stores_postgres_parse_of_every_accepted_document(tmp_path_factory,
         for i, d in enumerate(docs):
             message(c, f"m{i}", index=i + 1, data=d)
         c.close()
+        expected = [strip_nul(d) if strip else d for d in docs]  # what the policy lists: NULs removed
         with _admin_connect(pg_server.admin_url) as admin:
-            accepted = [_server_text(admin, strip_nul(d)) is not None for d in docs]
+            accepted = [_server_text(admin, e) is not None for e in expected]
         policies = {"nul": "strip"} if strip else {}
         if not all(accepted):
             with pytest.raises(BadData) as exc:
@@ -195,11 +195,9 @@ def test_copy_stores_postgres_parse_of_every_accepted_document(tmp_path_factory,
             return
         run_copy(path, url, **policies)
         with psycopg.connect(url) as conn:
-            for i, d in enumerate(docs):
-                row = conn.execute(
-                    "SELECT data = %s::jsonb FROM messages WHERE message_id = %s", (strip_nul(d), f"m{i}")
-                ).fetchone()
-                assert row == (True,), d
+            for i, e in enumerate(expected):
+                row = conn.execute("SELECT data = %s::jsonb FROM messages WHERE message_id = %s", (e, f"m{i}"))
+                assert row.fetchone() == (True,), e
     finally:
         with _admin_connect(pg_server.admin_url) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -263,3 +261,33 @@ def test_non_utf8_target_refused_up_front_and_status_works(tmp_path, pg_server, 
     finally:
         with _admin_connect(pg_server.admin_url) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_without_rowid_table_duplicates_and_invalid_utf8_named_by_key(tmp_path, pg_db):
+    path = tmp_path / "w.db"
+    c = base_source(path)
+    c.execute("CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT, u TEXT) WITHOUT ROWID")
+    c.execute("INSERT INTO kv VALUES ('a', 'x', 'dup'), ('b', 'y', 'dup'), ('d', 'w', 'q')")
+    c.execute("INSERT INTO kv VALUES ('c', CAST(x'61ff62' AS TEXT), 'z')")
+    c.close()
+    assert run_cli("migrate", "--database-url", pg_db).code == 0
+    with psycopg.connect(pg_db) as conn:
+        conn.execute("CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT, u TEXT UNIQUE)")
+    r = run_cli("copy", "--from", str(path), "--to", pg_db, "--check")
+    assert r.code == 1 and "internal error" not in r.output, r.output
+    assert "- k='a': u = u='dup'" in r.stderr and "- k='c': v = b'a\\xffb'" in r.stderr, r.stderr
+    assert "rowid=" not in r.stderr
+    r = run_cli("copy", "--from", str(path), "--to", pg_db, "--duplicates=drop", "--invalid-utf8=replace")
+    assert r.code == 0, r.output
+    with psycopg.connect(pg_db) as conn:
+        rows = conn.execute("SELECT k, v FROM kv ORDER BY k").fetchall()
+    assert rows == [("b", "y"), ("c", "a\ufffdb"), ("d", "w")]
+
+
+def test_duplicates_named_by_their_key(tmp_path, pg_db):
+    path = tmp_path / "d.db"
+    c = base_source(path)
+    c.execute(f"INSERT INTO session_mcp_servers VALUES ('{S}', '{MS}', 0, {T0 + 5})")
+    c.close()
+    r = run_cli("copy", "--from", str(path), "--to", pg_db, "--check")
+    assert r.code == 1 and f"session_id='{S}', mcp_server_id='{MS}'" in r.stderr and "rowid=" not in r.stderr, r.stderr
