@@ -66,6 +66,10 @@ class VerificationFailed(AgorDbError):
     pass
 
 
+class _Again(Exception):
+    """Internal: roll the pass back to its savepoint and run it again."""
+
+
 class CopyInterrupted(AgorDbError):
     exit_code = ExitCode.INTERRUPTED
 
@@ -283,6 +287,21 @@ def _copied_pk(pair: Pair) -> tuple[str, ...]:
     return pk if pk and all(c in names for c in pk) else ()
 
 
+def _policy_text(raw: bytes, policies: Policies) -> str | None:
+    """A text value as the text converter's policies leave it; None when it stays refused."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        if policies.invalid_utf8 != "replace":
+            return None
+        text = raw.decode("utf-8", "replace")
+    if "\x00" in text:
+        if policies.nul != "strip":
+            return None
+        text = text.replace("\x00", "")
+    return text
+
+
 def _raw_exprs(names: list[str]) -> str:
     return ", ".join(
         f"CASE WHEN typeof({quote(n)}) = 'text' THEN CAST({quote(n)} AS BLOB) ELSE {quote(n)} END, "
@@ -337,6 +356,9 @@ class Copier:
         self.dropped: dict[str, dict[tuple[str, ...], set[tuple[Any, ...]]]] = {}
         self.writing = not options.check
         self.drop_count = 0
+        # Referenced keys as a policy changes them, and keys a policy changed (collision checks).
+        self.renamed: dict[tuple[str, tuple[str, ...]], set[tuple[Any, ...]]] = {}
+        self.claimed: dict[tuple[str, str], dict[tuple[Any, ...], str]] = {}
         # PostgreSQL's own jsonb parser, for the JSON Python cannot answer exactly (opened when needed).
         self.oracle = JsonOracle(lambda: _connect(dst))
 
@@ -538,10 +560,55 @@ class Copier:
         return tuple(converter_for(c, pair.target.name) for c in pair.columns)
 
     def _pass(self, src: Any, conn: Any, pairs: list[Pair]) -> None:
+        """The streaming pass; again (its writes rolled back to a savepoint) when a policy dropped a row that
+        rows read before it refer to (a self-reference, a cycle): the next pass knows those drops from the
+        start, so every reference is tested against the rows PostgreSQL will really hold."""
+        known: dict[str, dict[tuple[str, ...], set[tuple[Any, ...]]]] = {}
+        writing = self.writing
+        while True:
+            self.writing = writing
+            self._reset(known)
+            if conn is None:
+                self._pass_once(src, None, pairs)
+                if not self._dropped_behind(pairs, known):
+                    return
+            else:
+                try:
+                    with conn.transaction():  # a savepoint
+                        self._pass_once(src, conn, pairs)
+                        if self._dropped_behind(pairs, known):
+                            raise _Again
+                    return
+                except _Again:
+                    pass
+            known = {t: {c: set(k) for c, k in d.items()} for t, d in self.dropped.items()}
+
+    def _reset(self, known: dict[str, dict[tuple[str, ...], set[tuple[Any, ...]]]]) -> None:
+        self.report = Report()
+        self.result.report = self.report
+        self.result.tables = []
+        self.claimed = {}
+        self.dropped = {t: {c: set(k) for c, k in d.items()} for t, d in known.items()}
+        self.drop_count = sum(len(k) for d in known.values() for k in d.values())
+
+    def _dropped_behind(self, pairs: list[Pair], known: dict[str, dict[tuple[str, ...], set[tuple[Any, ...]]]]) -> bool:
+        """Did this pass drop a row (newly) that a row read before it may refer to?"""
+        position = {p.target.name: i for i, p in enumerate(pairs)}
+        for i, p in enumerate(pairs):
+            for fk in p.target.foreign_keys:
+                if position.get(fk.ref_table, -1) < i:
+                    continue  # the parent came first: its drops were known to every child row
+                now = self.dropped.get(fk.ref_table, {}).get(fk.ref_columns, set())
+                if now - known.get(fk.ref_table, {}).get(fk.ref_columns, set()):
+                    return True
+        return False
+
+    def _pass_once(self, src: Any, conn: Any, pairs: list[Pair]) -> None:
         t0 = time.perf_counter()
         for p in pairs:
             for fk in p.target.foreign_keys:
                 self.dropped.setdefault(fk.ref_table, {}).setdefault(fk.ref_columns, set())
+        self._renamed_keys(src, pairs)
         drop_rowids = self._duplicates(src, pairs)
         for pair in pairs:
             result = TableResult(pair.target.name)
@@ -757,6 +824,8 @@ class Copier:
             issues.extend(out.issues)
             changes.extend((conv.name, c) for c in out.changes)
             drop = drop or out.drop_row
+        if changes and not drop:
+            drop = self._policy_collisions(src, pair, row, values, key, issues, changes)
         index = {c.name: i for i, c in enumerate(pair.columns)}
         for fk in fks:
             fk_vals = [values[index[c]] for c in fk.columns]
@@ -766,6 +835,8 @@ class Copier:
             dropped = self.dropped.get(fk.ref_table, {}).get(fk.ref_columns)
             if dropped and tuple(fk_vals) in dropped:
                 why = f"its {fk.ref_table} row was dropped by a policy"
+            elif tuple(fk_vals) in self.renamed.get((fk.ref_table, fk.ref_columns), ()):
+                pass  # the parent's key as a policy makes it in PostgreSQL
             else:
                 match_ = " AND ".join(f"{quote(r)} = ?" for r in fk.ref_columns)
                 if (
@@ -799,6 +870,68 @@ class Copier:
         for col, action in changes:
             self.report.change(table, key, col, action)
         return tuple(values)
+
+    def _policy_collisions(
+        self,
+        src: Any,
+        pair: Pair,
+        row: tuple[Any, ...],
+        values: list[Any],
+        key: str,
+        issues: list[Issue],
+        changes: list[tuple[str, str]],
+    ) -> bool:
+        """A key a policy changed (NULs stripped, invalid UTF-8 replaced) that now equals another row's key:
+        PostgreSQL would refuse the pair. Reported (or, with --duplicates=drop, this row dropped)."""
+        index = {c.name: i for i, c in enumerate(pair.columns)}
+        assert pair.source is not None
+        for uk in unique_keys_to_check(pair):
+            idx = [index[c] for c in uk.columns]
+            new = tuple(values[i] for i in idx)
+            if all(values[i] is row[1 + i] for i in idx) or any(v is None or isinstance(v, Bytes) for v in new):
+                continue
+            claimed = self.claimed.setdefault((pair.target.name, uk.name), {})
+            other = claimed.get(new)
+            if other is None:
+                match_ = " AND ".join(f"{quote(c)} = ?" for c in uk.columns)
+                hit = src.execute(f"SELECT 1 FROM {quote(pair.source.name)} WHERE {match_} LIMIT 1", new).fetchone()
+                other = "another row's" if hit is not None else None
+            if other is None:
+                claimed[new] = f"{key}'s"
+                continue
+            cols = ",".join(uk.columns)
+            why = f"after the policy's change it equals {other} {uk.name} key ({key_text(uk.columns, new)})"
+            if self.options.policies.duplicates == "drop":
+                changes.append((cols, f"row dropped: duplicate created by a policy ({why})"))
+                return True
+            issues.append(Issue("duplicate", cols, shorten(new[0] if len(new) == 1 else new), why))
+        return False
+
+    def _renamed_keys(self, src: Any, pairs: list[Pair]) -> None:
+        """Referenced keys a policy will change (so children are tested against the parent's key as it
+        will be in PostgreSQL, whatever the table order): read as bytes, changed as the converter would."""
+        self.renamed = {}
+        policies = self.options.policies
+        if policies.nul != "strip" and policies.invalid_utf8 != "replace":
+            return
+        by_name = {p.target.name: p for p in pairs}
+        wanted = {(fk.ref_table, fk.ref_columns) for p in pairs for fk in p.target.foreign_keys}
+        for table, cols in sorted(wanted):
+            parent = by_name.get(table)
+            if parent is None or parent.source is None:
+                continue
+            picks = ", ".join(f"CAST({quote(c)} AS BLOB), typeof({quote(c)}) = 'text'" for c in cols)
+            odd = " OR ".join(
+                f"(typeof({quote(c)}) = 'text' AND (instr(CAST({quote(c)} AS BLOB), x'00') > 0 "
+                f"OR {quote(c)} GLOB '*[^' || char(1) || '-' || char(127) || ']*'))"  # any non-ASCII
+                for c in cols
+            )
+            keys: set[tuple[Any, ...]] = set()
+            for r in src.execute(f"SELECT {picks} FROM {quote(parent.source.name)} WHERE {odd}"):
+                vals = [_policy_text(bytes(r[2 * i]), policies) if r[2 * i + 1] else r[2 * i] for i in range(len(cols))]
+                if None not in vals:
+                    keys.add(tuple(vals))
+            self.renamed[(table, cols)] = keys
 
     def _remember_drop(self, table: str, pair: Pair, values: list[Any]) -> None:
         index = {c.name: i for i, c in enumerate(pair.columns)}

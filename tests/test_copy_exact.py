@@ -12,7 +12,7 @@ import pytest
 from conftest import run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_copy_baddata import MS, T0, S, base_source, counts, message, run_copy
+from test_copy_baddata import MS, T0, S, W, base_source, counts, message, run_copy
 
 from agor_db.copy_json import JsonOracle, jsonb_text, strip_nul
 from agor_db.copy_scan import BadData
@@ -291,3 +291,78 @@ def test_duplicates_named_by_their_key(tmp_path, pg_db):
     c.close()
     r = run_cli("copy", "--from", str(path), "--to", pg_db, "--check")
     assert r.code == 1 and f"session_id='{S}', mcp_server_id='{MS}'" in r.stderr and "rowid=" not in r.stderr, r.stderr
+
+
+def test_policy_created_key_collisions_found_by_check_and_named(tmp_path, pg_db):
+    """--nul=strip makes 'm1' + NUL equal to 'm1'; --invalid-utf8=replace maps two ids to one text."""
+    path = tmp_path / "k.db"
+    c = base_source(path)
+    message(c, "m1")
+    message(c, "m1\x00", index=2)
+    c.execute(
+        'INSERT INTO messages (message_id, created_at, session_id, type, role, "index", timestamp, data) '
+        "VALUES (CAST(x'7aff' AS TEXT), ?, ?, 'user', 'user', 3, ?, '{}'), "
+        "(CAST(x'7afe' AS TEXT), ?, ?, 'user', 'user', 4, ?, '{}')",
+        (T0, S, T0, T0, S, T0),
+    )
+    c.close()
+    r = run_cli("copy", "--from", str(path), "--to", pg_db, "--check", "--nul=strip", "--invalid-utf8=replace")
+    assert r.code == 1 and "duplicates of a primary or unique key: 2" in r.stderr, r.output
+    assert "message_id='m1\\x00'" in r.stderr and "after the policy's change it equals" in r.stderr
+    with pytest.raises(BadData):
+        run_copy(path, pg_db, nul="strip", invalid_utf8="replace")
+    assert set(counts(pg_db).values()) == {0}
+    r = run_cli(
+        "copy", "--from", str(path), "--to", pg_db, "--nul=strip", "--invalid-utf8=replace", "--duplicates=drop"
+    )
+    assert r.code == 0 and "duplicate created by a policy" in r.stdout, r.output
+    assert counts(pg_db)["messages"] == 3
+
+
+def test_references_follow_the_parent_key_a_policy_makes(tmp_path, pg_db):
+    """A parent id replaced by --invalid-utf8=replace: its children (with the same bad bytes, or already
+    with the replaced text) are no orphans."""
+    path = tmp_path / "r.db"
+    c = base_source(path)
+    c.execute(
+        "INSERT INTO tasks (task_id, session_id, created_at, status, data) "
+        f"VALUES (CAST(x'74ff' AS TEXT), '{S}', {T0}, 'done', '{{}}')"
+    )
+    c.execute(
+        'INSERT INTO messages (message_id, created_at, session_id, task_id, type, role, "index", timestamp, data) '
+        "VALUES ('c1', ?, ?, CAST(x'74ff' AS TEXT), 'user', 'user', 5, ?, '{}'), "
+        "('c2', ?, ?, 't\ufffd', 'user', 'user', 6, ?, '{}')",
+        (T0, S, T0, T0, S, T0),
+    )
+    c.close()
+    result = run_copy(path, pg_db, invalid_utf8="replace", orphans="drop")
+    assert result.report.ok, result.report.change_lines()  # type: ignore[attr-defined]
+    with psycopg.connect(pg_db) as conn:
+        rows = conn.execute("SELECT message_id FROM messages WHERE task_id = 't\ufffd' ORDER BY 1").fetchall()
+    assert rows == [("c1",), ("c2",)], (result.report.change_lines(), conn_dump(pg_db))  # type: ignore[attr-defined]
+
+
+def test_drop_referenced_by_an_earlier_row_of_the_same_table(tmp_path, pg_db):
+    """A session dropped by a policy, referenced by a session read before it (parent_session_id): the
+    child is an orphan too (dropped with --orphans=drop), the copy commits, and every FK holds."""
+    path = tmp_path / "s.db"
+    c = base_source(path)
+    c.execute(
+        "INSERT INTO sessions (session_id, created_at, status, agentic_tool, worktree_id, parent_session_id, data) "
+        f"VALUES ('child', {T0}, 'idle', 'claude-code', '{W}', 'parent', '{{}}'), "
+        f"('parent', {T0}, 'idle', 'claude-code', '{W}', NULL, '{{bad')"
+    )
+    c.close()
+    r = run_cli("copy", "--from", str(path), "--to", pg_db, "--invalid-json=drop", "--orphans=drop")
+    assert r.code == 0, r.output
+    assert "its sessions row was dropped by a policy" in r.stdout
+    with psycopg.connect(pg_db) as conn:
+        got = conn.execute("SELECT session_id FROM sessions ORDER BY 1").fetchall()
+    assert got == [(S,)]
+
+
+def conn_dump(url: str) -> object:
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT message_id, task_id FROM messages").fetchall(), conn.execute(
+            "SELECT task_id FROM tasks"
+        ).fetchall()
