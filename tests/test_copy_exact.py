@@ -366,3 +366,25 @@ def conn_dump(url: str) -> object:
         return conn.execute("SELECT message_id, task_id FROM messages").fetchall(), conn.execute(
             "SELECT task_id FROM tasks"
         ).fetchall()
+
+
+def test_long_values_are_hashed_in_chunks_to_the_same_digest(monkeypatch):
+    from agor_db import copy_verify
+    from agor_db.copy_convert import Converter
+    from agor_db.copy_schema import Column
+
+    convs = (
+        Converter(Column("id", "text", None, True, False), "text"),
+        Converter(Column("n", "bigint", None, False, False), "int"),
+        Converter(Column("data", "jsonb", None, False, False), "json"),
+    )
+    rows = [("a", 1, '{"b": [1.50, "\\u00e9' + "x" * 3000 + '"], "a": 1e2}'), ("\u00e9" * 2000, None, None)]
+    whole = copy_verify.RowHasher(convs)
+    for r in rows:
+        whole.add(r)
+    monkeypatch.setattr(copy_verify, "LONG", 10)
+    monkeypatch.setattr(copy_verify, "CHUNK", 7)
+    chunked = copy_verify.RowHasher(convs)
+    for r in rows:
+        chunked.add(r)
+    assert chunked.digest() == whole.digest()
