@@ -388,3 +388,21 @@ def test_long_values_are_hashed_in_chunks_to_the_same_digest(monkeypatch):
     for r in rows:
         chunked.add(r)
     assert chunked.digest() == whole.digest()
+
+
+def test_json_on_refusal_lists_every_problem(tmp_path, pg_db):
+    path = tmp_path / "j.db"
+    c = base_source(path)
+    c.execute("BEGIN")
+    for i in range(1100):
+        message(c, f"bad{i}", index=i + 1, data="{oops")
+    c.execute("COMMIT")
+    c.close()
+    r = run_cli("copy", "--from", str(path), "--to", pg_db, "--json")
+    assert r.code == 1, r.output
+    doc = json.loads(r.stdout)
+    assert doc["ok"] is False and doc["error"]["exit_code"] == 1 and "nothing was written" in doc["error"]["message"]
+    group = doc["problems"]["messages"]["invalid_json"]
+    assert group["count"] == 1100 and len(group["rows"]) == 1100
+    assert "... and 1090 more (all of them: --json)" in r.stderr
+    assert set(counts(pg_db).values()) == {0}
