@@ -91,8 +91,7 @@ def copy(
     """
 
     def body(s: Session) -> int:
-        from .copier import CopyOptions
-        from .copier import copy as do_copy
+        from .copier import CopyOptions, copy_outcome
         from .copy_convert import Policies
         from .errors import UsageError
         from .source import sql_root
@@ -115,41 +114,52 @@ def copy(
         progress = _Progress(s, quiet=as_json)
         options = CopyOptions(check=check, truncate=truncate, policies=policies, lock_timeout=lock_timeout)
         try:
-            result = do_copy(src, dst, sql_root(sql_dir), options, progress)
+            result, error = copy_outcome(src, dst, sql_root(sql_dir), options, progress)
         finally:
             progress.stop()
+        if as_json:
+            _print_json(s, result, error)
+        if error is not None:
+            raise error
         return _render(s, result, as_json)
 
     run(body)
 
 
+def _print_json(s: Session, result: Any, error: Any) -> None:
+    report = result.report
+    doc = {
+        "source": result.source,
+        "target": result.target,
+        "check": result.check_only,
+        "ok": report.ok and error is None,
+        "error": None
+        if error is None
+        else {"message": error.message, "hint": error.hint, "exit_code": int(error.exit_code)},
+        "already_copied": result.already,
+        "seconds": round(result.seconds, 3),
+        "phases": {k: round(v, 3) for k, v in result.phases.items()},
+        "source_checksum": result.source_checksum,
+        "tables": [
+            {
+                "name": t.name,
+                "source_rows": t.source_rows,
+                "copied_rows": t.copied_rows,
+                "dropped_rows": t.dropped_rows,
+                "seconds": round(t.seconds, 3),
+                "checksum": t.source_digest.as_dict() if t.source_digest else None,
+                "verified": t.target_digest is not None and t.target_digest == t.source_digest,
+            }
+            for t in result.tables
+        ],
+        **report.as_dict(),
+    }
+    print(redact(json.dumps(doc, indent=2, default=str), s.out.secrets))
+
+
 def _render(s: Session, result: Any, as_json: bool) -> int:
     report = result.report
     if as_json:
-        doc = {
-            "source": result.source,
-            "target": result.target,
-            "check": result.check_only,
-            "ok": report.ok,
-            "already_copied": result.already,
-            "seconds": round(result.seconds, 3),
-            "phases": {k: round(v, 3) for k, v in result.phases.items()},
-            "source_checksum": result.source_checksum,
-            "tables": [
-                {
-                    "name": t.name,
-                    "source_rows": t.source_rows,
-                    "copied_rows": t.copied_rows,
-                    "dropped_rows": t.dropped_rows,
-                    "seconds": round(t.seconds, 3),
-                    "checksum": t.source_digest.as_dict() if t.source_digest else None,
-                    "verified": t.target_digest is not None and t.target_digest == t.source_digest,
-                }
-                for t in result.tables
-            ],
-            **report.as_dict(),
-        }
-        print(redact(json.dumps(doc, indent=2, default=str), s.out.secrets))
         return 0 if report.ok else 1
     if result.already is not None:
         a = result.already

@@ -25,7 +25,8 @@ from typing import Any
 
 from . import interrupts
 from .copy_convert import Bytes, Converter, Issue, Policies, binary_copy_types, converter_for, shorten
-from .copy_scan import Report, duplicate_sql, key_text, orphan_sql, unique_keys_to_check
+from .copy_json import JsonOracle
+from .copy_scan import Report, duplicate_sql, key_text, orphan_sql, row_ident_sql, unique_keys_to_check
 from .copy_schema import RUNS_TABLE, Pair, Table, match, quote, read_source, read_target
 from .copy_verify import Digest, RowHasher, server_digest
 from .errors import AgorDbError, DatabaseError, DatabaseUnavailable, UsageError
@@ -58,8 +59,16 @@ class TargetNotEmpty(AgorDbError):
     pass
 
 
+class TargetEncoding(AgorDbError):
+    """The target database is not UTF8."""
+
+
 class VerificationFailed(AgorDbError):
     pass
+
+
+class _Again(Exception):
+    """Internal: roll the pass back to its savepoint and run it again."""
 
 
 class CopyInterrupted(AgorDbError):
@@ -137,6 +146,10 @@ def check_source(url: DatabaseUrl, root: Path) -> int:
     if url.dialect != "sqlite":
         raise UsageError(f"--from must be a SQLite database, got {url.display}")
     assert url.path is not None
+    if not url.is_memory and url.path.is_dir():
+        raise UsageError(
+            f"the source {url.display} is a directory, not a SQLite file", hint="give --from the database file"
+        )
     if url.is_memory or not url.path.is_file():
         raise DatabaseUnavailable(f"the source {url.display} does not exist", hint="check --from (or AGOR_DB_PATH)")
     inspection = core.inspect(url, root, core.RunOptions())
@@ -187,6 +200,31 @@ def open_snapshot(url: DatabaseUrl, newest: int) -> Any:
     return conn
 
 
+def stale_details(
+    last: dict[str, Any], now: dict[str, int], filled: dict[str, int], checksum: str, scan_ok: bool
+) -> str:
+    """What differs between the earlier copy and the source now: tables and row counts, checksums."""
+    before = {t: int(n) for t, n in last["rows"].items() if n}
+    changed = [
+        f"{t} {before.get(t, 0)} -> {now.get(t, 0)} rows"
+        for t in sorted(set(before) | set(now))
+        if before.get(t, 0) != now.get(t, 0)
+    ]
+    parts = ["row counts " + ", ".join(changed)] if changed else ["the same row counts"]
+    if filled != before:
+        parts.append(
+            "the target's tables no longer hold what that copy wrote ("
+            + ", ".join(f"{t} {n} rows" for t, n in sorted(filled.items()))
+            + ")"
+        )
+    parts.append(
+        f"source checksum {checksum[:16]} (the earlier copy's: {str(last['source_checksum'])[:16]})"
+        if scan_ok
+        else "the source now holds values PostgreSQL cannot take (run copy --check to list them)"
+    )
+    return "; ".join(parts)
+
+
 def source_checksum(tables: list[TableResult]) -> str:
     h = hashlib.sha256()
     for t in sorted(tables, key=lambda t: t.name):
@@ -210,6 +248,21 @@ def _pg_error(url: DatabaseUrl, exc: Exception, doing: str) -> AgorDbError:
     return DatabaseError(f"PostgreSQL refused while {doing}: {text}; the copy was rolled back, the target is unchanged")
 
 
+def check_target_encoding(conn: Any, url: DatabaseUrl) -> None:
+    """Agor's text is Unicode: a target in another encoding (LATIN1, WIN1252, SQL_ASCII) would refuse or
+    mangle it; refused up front, before the target is touched."""
+    row = conn.execute(
+        "SELECT pg_encoding_to_char(encoding), current_database() FROM pg_database WHERE datname = current_database()"
+    ).fetchone()
+    if row is not None and row[0] != "UTF8":
+        raise TargetEncoding(
+            f"the target database {row[1]} has encoding {row[0]}; agor-db copy needs a UTF8 database "
+            "(Agor's text is Unicode); nothing was written",
+            hint=f"create one with: CREATE DATABASE {row[1]}_utf8 ENCODING 'UTF8' TEMPLATE template0 "
+            "LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8'; then copy into it",
+        )
+
+
 def _checked_target(conn: Any, url: DatabaseUrl, root: Path) -> dict[str, Table]:
     """For --check: the target's tables as the newest migrations make them, without changing it."""
     from . import core
@@ -230,6 +283,56 @@ def _checked_target(conn: Any, url: DatabaseUrl, root: Path) -> dict[str, Table]
         return read_target(conn)
     finally:
         conn.execute("ROLLBACK")
+
+
+def _copied_pk(pair: Pair) -> tuple[str, ...]:
+    names = {c.name for c in pair.columns}
+    pk = pair.target.primary_key
+    return pk if pk and all(c in names for c in pk) else ()
+
+
+def _policy_text(raw: bytes, policies: Policies) -> str | None:
+    """A text value as the text converter's policies leave it; None when it stays refused."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        if policies.invalid_utf8 != "replace":
+            return None
+        text = raw.decode("utf-8", "replace")
+    if "\x00" in text:
+        if policies.nul != "strip":
+            return None
+        text = text.replace("\x00", "")
+    return text
+
+
+def _raw_exprs(names: list[str]) -> str:
+    return ", ".join(
+        f"CASE WHEN typeof({quote(n)}) = 'text' THEN CAST({quote(n)} AS BLOB) ELSE {quote(n)} END, "
+        f"typeof({quote(n)}) = 'text'"
+        for n in names
+    )
+
+
+def _decoded(row: Any, names: list[str]) -> tuple[Any, ...]:
+    """A row read with _raw_exprs: its text decoded, Bytes where it is not UTF-8; flagged for the slow path."""
+    values: list[Any] = [row[0]]
+    for i in range(len(names)):
+        value, was_text = row[1 + 2 * i], row[2 + 2 * i]
+        if was_text:
+            try:
+                value = bytes(value).decode("utf-8")
+            except UnicodeDecodeError:
+                value = Bytes(bytes(value))
+        values.append(value)
+    values.append(1)
+    return tuple(values)
+
+
+def _connect(url: DatabaseUrl) -> Any:
+    from .drivers.postgres import connect
+
+    return connect(url)
 
 
 # -- copy ------------------------------------------------------------------------------------
@@ -257,6 +360,11 @@ class Copier:
         self.dropped: dict[str, dict[tuple[str, ...], set[tuple[Any, ...]]]] = {}
         self.writing = not options.check
         self.drop_count = 0
+        # Referenced keys as a policy changes them, and keys a policy changed (collision checks).
+        self.renamed: dict[tuple[str, tuple[str, ...]], set[tuple[Any, ...]]] = {}
+        self.claimed: dict[tuple[str, str], dict[tuple[Any, ...], str]] = {}
+        # PostgreSQL's own jsonb parser, for the JSON Python cannot answer exactly (opened when needed).
+        self.oracle = JsonOracle(lambda: _connect(dst))
 
     def run(self) -> CopyResult:
         from . import core
@@ -270,11 +378,17 @@ class Copier:
             conn = connect(self.dst)
             driver: Any = None
             try:
+                check_target_encoding(conn, self.dst)
                 target = _checked_target(conn, self.dst, self.root)
             except AgorDbError:
                 conn.close()
                 raise
         else:
+            first = connect(self.dst)
+            try:
+                check_target_encoding(first, self.dst)
+            finally:
+                first.close()
             self.progress.phase("migrating the target to the newest sql/postgres version")
             core.migrate(self.dst, self.root, core.RunOptions(lock_timeout=self.options.lock_timeout))
             driver = PostgresDriver(self.dst)
@@ -304,6 +418,7 @@ class Copier:
             raise CopyInterrupted(exc) from None
         finally:
             src.close()
+            self.oracle.close()
             if driver is not None:
                 driver.close()
             else:
@@ -326,7 +441,8 @@ class Copier:
         ]
 
     def _refuse_non_empty(self, conn: Any, src: Any, pairs: list[Pair]) -> bool:
-        """True when the target already holds this very copy (nothing to do); raises when it holds other data."""
+        """True when the target already holds a copy of exactly this source (nothing to do); raises when it
+        holds anything else. "Exactly" is the whole-source checksum, computed by a scan that writes nothing."""
         filled = {
             p.target.name: int(conn.execute(f"SELECT count(*) FROM {quote(p.target.name)}").fetchone()[0])
             for p in pairs
@@ -336,25 +452,33 @@ class Copier:
             return False
         runs = self._earlier_runs(conn)
         last = runs[-1] if runs else None
-        if last is not None:
-            counts = {
-                p.target.name: int(src.execute(f"SELECT count(*) FROM {quote(p.source.name)}").fetchone()[0])
-                for p in pairs
-                if p.source is not None
-            }
-            same_counts = {t: n for t, n in counts.items() if n} == {t: n for t, n in last["rows"].items() if n}
-            if last["source"] == self.src.display and same_counts and filled == {t: n for t, n in counts.items() if n}:
-                self.result.already = last
-                return True
-            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last["finished_at"] / 1000))
-            earlier = f"; it holds the copy of {last['source']} made at {when}"
-        else:
-            earlier = ""
         listing = ", ".join(f"{t} ({n} rows)" for t, n in sorted(filled.items()))
+        hint = (
+            "copy into an empty database, or add --truncate to empty these tables inside the copy's "
+            "transaction first (the old rows are kept if anything fails)"
+        )
+        if last is None:
+            raise TargetNotEmpty(
+                f"the target {self.dst.display} is not empty: {listing}; nothing was written", hint=hint
+            )
+        writing, self.writing = self.writing, False
+        self.progress.phase("the target holds an earlier copy: computing the source's checksum to compare")
+        self._pass(src, None, pairs)
+        self.writing = writing
+        checksum = source_checksum(self.result.tables)
+        now = {t.name: t.source_digest.rows for t in self.result.tables if t.source_digest and t.source_digest.rows}
+        if self.report.ok and checksum == last["source_checksum"] and filled == now:
+            self.result.already = last
+            self.result.source_checksum = checksum
+            return True
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last["finished_at"] / 1000))
         raise TargetNotEmpty(
-            f"the target {self.dst.display} is not empty{earlier}: {listing}; nothing was written",
-            hint="copy into an empty database, or add --truncate to empty these tables inside the copy's "
-            "transaction first (the old rows are kept if anything fails)",
+            f"the target {self.dst.display} holds the copy of {last['source']} made at {when}, and the source "
+            f"{self.src.display} differs from it: "
+            + stale_details(last, now, filled, checksum, self.report.ok)
+            + "; nothing was written",
+            hint="to replace the earlier copy with the source as it is now, run the copy again with --truncate "
+            "(it empties the tables inside the copy's transaction; the old rows are kept if anything fails)",
         )
 
     # -- the pass --------------------------------------------------------------------------------
@@ -440,10 +564,55 @@ class Copier:
         return tuple(converter_for(c, pair.target.name) for c in pair.columns)
 
     def _pass(self, src: Any, conn: Any, pairs: list[Pair]) -> None:
+        """The streaming pass; again (its writes rolled back to a savepoint) when a policy dropped a row that
+        rows read before it refer to (a self-reference, a cycle): the next pass knows those drops from the
+        start, so every reference is tested against the rows PostgreSQL will really hold."""
+        known: dict[str, dict[tuple[str, ...], set[tuple[Any, ...]]]] = {}
+        writing = self.writing
+        while True:
+            self.writing = writing
+            self._reset(known)
+            if conn is None:
+                self._pass_once(src, None, pairs)
+                if not self._dropped_behind(pairs, known):
+                    return
+            else:
+                try:
+                    with conn.transaction():  # a savepoint
+                        self._pass_once(src, conn, pairs)
+                        if self._dropped_behind(pairs, known):
+                            raise _Again
+                    return
+                except _Again:
+                    pass
+            known = {t: {c: set(k) for c, k in d.items()} for t, d in self.dropped.items()}
+
+    def _reset(self, known: dict[str, dict[tuple[str, ...], set[tuple[Any, ...]]]]) -> None:
+        self.report = Report()
+        self.result.report = self.report
+        self.result.tables = []
+        self.claimed = {}
+        self.dropped = {t: {c: set(k) for c, k in d.items()} for t, d in known.items()}
+        self.drop_count = sum(len(k) for d in known.values() for k in d.values())
+
+    def _dropped_behind(self, pairs: list[Pair], known: dict[str, dict[tuple[str, ...], set[tuple[Any, ...]]]]) -> bool:
+        """Did this pass drop a row (newly) that a row read before it may refer to?"""
+        position = {p.target.name: i for i, p in enumerate(pairs)}
+        for i, p in enumerate(pairs):
+            for fk in p.target.foreign_keys:
+                if position.get(fk.ref_table, -1) < i:
+                    continue  # the parent came first: its drops were known to every child row
+                now = self.dropped.get(fk.ref_table, {}).get(fk.ref_columns, set())
+                if now - known.get(fk.ref_table, {}).get(fk.ref_columns, set()):
+                    return True
+        return False
+
+    def _pass_once(self, src: Any, conn: Any, pairs: list[Pair]) -> None:
         t0 = time.perf_counter()
         for p in pairs:
             for fk in p.target.foreign_keys:
                 self.dropped.setdefault(fk.ref_table, {}).setdefault(fk.ref_columns, set())
+        self._renamed_keys(src, pairs)
         drop_rowids = self._duplicates(src, pairs)
         for pair in pairs:
             result = TableResult(pair.target.name)
@@ -454,30 +623,34 @@ class Copier:
             self._table(src, conn, pair, result, drop_rowids.get(pair.target.name, set()))
         self.result.phases["copy" if conn is not None else "scan"] = time.perf_counter() - t0
 
-    def _duplicates(self, src: Any, pairs: list[Pair]) -> dict[str, set[int]]:
-        """Rows that repeat a key the target enforces but SQLite did not (all but the newest of each set)."""
-        drop: dict[str, set[int]] = {}
+    def _duplicates(self, src: Any, pairs: list[Pair]) -> dict[str, set[Any]]:
+        """Rows that repeat a key the target enforces but SQLite did not (all but the newest of each set),
+        each named by its primary key."""
+        drop: dict[str, set[Any]] = {}
         for pair in pairs:
             if pair.source is None:
                 continue
+            pk = _copied_pk(pair)
             for key in unique_keys_to_check(pair):
-                sql = duplicate_sql(pair.source, key)
+                sql = duplicate_sql(pair.source, key, pk)
                 if sql is None:
                     continue
+                n = len(key.columns)
                 for row in src.execute(sql):
-                    text = key_text(key.columns, row[1:])
+                    text = key_text(key.columns, row[1 : 1 + n])
+                    name = key_text(pk, row[1 + n :]) if pk else f"rowid={row[0]}"
                     if self.options.policies.duplicates == "drop":
                         drop.setdefault(pair.target.name, set()).add(row[0])
                         self.report.change(
                             pair.target.name,
-                            f"rowid={row[0]}",
+                            name,
                             ",".join(key.columns),
                             f"row dropped: duplicate of a newer row on {key.name} ({text})",
                         )
                     else:
                         self.report.problem(
                             pair.target.name,
-                            f"rowid={row[0]}",
+                            name,
                             Issue(
                                 "duplicate",
                                 ",".join(key.columns),
@@ -500,7 +673,7 @@ class Copier:
         flag = " OR ".join([c.attention_sql() for c in convs] + orphan_tests) or "0"
         cols = ", ".join(quote(n) for n in names)
         order = "rowid" if source.has_rowid else ", ".join(quote(c) for c in pk) or "rowid"
-        rowid = "rowid" if source.has_rowid else "0"
+        rowid = row_ident_sql(source, pk)
         query = (
             f"SELECT {rowid}, {cols}, ({flag}) FROM {quote(source.name)} "
             + ("WHERE rowid > ? " if source.has_rowid else "")
@@ -512,7 +685,7 @@ class Copier:
             for fk in fks
             if fk.ref_columns in self.dropped.get(fk.ref_table, {})
         ]
-        hasher = RowHasher(convs)
+        hasher = RowHasher(convs, self.oracle)
         total = int(src.execute(f"SELECT count(*) FROM {quote(source.name)}").fetchone()[0])
         self.progress.table_start(table.name, total)
         started = time.perf_counter()
@@ -529,7 +702,7 @@ class Copier:
                 copy.set_types(binary)
         policies = self.options.policies
         report = self.report
-        add, check = hasher.add, hasher.check
+        add = hasher.add
         write_row = copy.write_row if copy is not None else None
         seen = 0
         copied = 0
@@ -537,20 +710,18 @@ class Copier:
         writing = self.writing and report.ok  # changes only when the slow path reports a problem
 
         def slow(row: tuple[Any, ...]) -> tuple[Any, ...] | None:
+            """The exact check of one row: the values to load, or None when a policy dropped the row or
+            a problem was reported (the row is then neither hashed nor written)."""
             nonlocal writing
+            problems = report.problem_count
             values = self._slow(src, pair, convs, fks, pk, pk_idx, row, policies, drop_rowids)
             writing = self.writing and report.ok
             if values is None:
                 result.dropped_rows += 1
-            return values
-
-        def unhashable(row: tuple[Any, ...]) -> tuple[Any, ...] | None:
-            """A row the SQLite-side test passed but that cannot be hashed (a lone surrogate escape in
-            JSON, which json_valid accepts and jsonb refuses): the exact check decides, before writing."""
-            values = slow(row)
-            if values is None or not writing:
                 return None
-            add(values)
+            if report.problem_count != problems:
+                return None
+            add(values)  # the exact check passed these values: an error here is a bug, not bad data
             return values
 
         try:
@@ -563,43 +734,40 @@ class Copier:
                         if seen % PROGRESS_EVERY == 0:
                             self.progress.table_rows(table.name, seen)
                         last = row[0]
-                        examined = bool(row[-1] or (lost and self.drop_count) or last in drop_rowids)
-                        if examined:
+                        if row[-1] or (lost and self.drop_count) or last in drop_rowids:
                             values = slow(row)
                             if values is None:
                                 continue
                         else:
                             values = row[1:-1]
-                        if writing:
                             try:
                                 add(values)
                             except (ValueError, ArithmeticError):  # UnicodeEncodeError is a ValueError
-                                if examined:  # the exact check passed it: a bug, not bad data
-                                    raise
-                                values = unhashable(row)
+                                # A row the SQLite-side test passed that has no canonical form (a lone
+                                # surrogate escape, a number numeric cannot hold): the exact check decides.
+                                values = slow(row)
                                 if values is None:
                                     continue
+                        if writing:
                             if write_row is not None:
                                 write_row(values)
                             copied += 1
-                        elif not examined:
-                            try:
-                                check(values)
-                            except (ValueError, ArithmeticError):
-                                slow(row)
                     break
                 except UnicodeDecodeError:
-                    if not source.has_rowid:
-                        raise AgorDbError(
-                            f"{table.name} holds text that is not valid UTF-8 (a WITHOUT ROWID table, "
-                            "which copy cannot step past)"
-                        ) from None
+                    if not source.has_rowid:  # no rowid to step past it: the rest of the table read as bytes
+                        for raw in self._raw_rows(src, source.name, names, flag, rowid, order, seen):
+                            seen += 1
+                            values = slow(raw)
+                            if values is not None and writing:
+                                if write_row is not None:
+                                    write_row(values)
+                                copied += 1
+                        break
                     raw = self._raw_row(src, source.name, names, flag, last)
                     seen += 1
                     last = raw[0]
                     values = slow(raw)
                     if values is not None and writing:
-                        add(values)
                         if write_row is not None:
                             write_row(values)
                         copied += 1
@@ -620,25 +788,19 @@ class Copier:
 
     def _raw_row(self, src: Any, table: str, names: list[str], flag: str, last: int) -> tuple[Any, ...]:
         """The row apsw could not decode, with its text read as bytes."""
-        exprs = ", ".join(
-            f"CASE WHEN typeof({quote(n)}) = 'text' THEN CAST({quote(n)} AS BLOB) ELSE {quote(n)} END, "
-            f"typeof({quote(n)}) = 'text'"
-            for n in names
-        )
         row = src.execute(
-            f"SELECT rowid, {exprs}, ({flag}) FROM {quote(table)} WHERE rowid > ? ORDER BY rowid LIMIT 1", (last,)
+            f"SELECT rowid, {_raw_exprs(names)}, ({flag}) FROM {quote(table)} WHERE rowid > ? ORDER BY rowid LIMIT 1",
+            (last,),
         ).fetchone()
-        values: list[Any] = [row[0]]
-        for i in range(len(names)):
-            value, was_text = row[1 + 2 * i], row[2 + 2 * i]
-            if was_text:
-                try:
-                    value = bytes(value).decode("utf-8")
-                except UnicodeDecodeError:
-                    value = Bytes(bytes(value))
-            values.append(value)
-        values.append(1)
-        return tuple(values)
+        return _decoded(row, names)
+
+    def _raw_rows(
+        self, src: Any, table: str, names: list[str], flag: str, ident: str, order: str, skip: int
+    ) -> Iterator[tuple[Any, ...]]:
+        """A WITHOUT ROWID table from its ``skip``-th row on (in primary key order), text read as bytes."""
+        query = f"SELECT {ident}, {_raw_exprs(names)}, ({flag}) FROM {quote(table)} ORDER BY {order} LIMIT -1 OFFSET ?"
+        for row in src.execute(query, (skip,)):
+            yield _decoded(row, names)
 
     def _slow(
         self,
@@ -661,11 +823,13 @@ class Copier:
         changes: list[tuple[str, str]] = []
         drop = rowid in drop_rowids
         for i, conv in enumerate(convs):
-            out = conv.convert(values[i], policies)
+            out = conv.convert(values[i], policies, self.oracle)
             values[i] = out.value
             issues.extend(out.issues)
             changes.extend((conv.name, c) for c in out.changes)
             drop = drop or out.drop_row
+        if changes and not drop:
+            drop = self._policy_collisions(src, pair, row, values, key, issues, changes)
         index = {c.name: i for i, c in enumerate(pair.columns)}
         for fk in fks:
             fk_vals = [values[index[c]] for c in fk.columns]
@@ -675,6 +839,8 @@ class Copier:
             dropped = self.dropped.get(fk.ref_table, {}).get(fk.ref_columns)
             if dropped and tuple(fk_vals) in dropped:
                 why = f"its {fk.ref_table} row was dropped by a policy"
+            elif tuple(fk_vals) in self.renamed.get((fk.ref_table, fk.ref_columns), ()):
+                pass  # the parent's key as a policy makes it in PostgreSQL
             else:
                 match_ = " AND ".join(f"{quote(r)} = ?" for r in fk.ref_columns)
                 if (
@@ -709,6 +875,68 @@ class Copier:
             self.report.change(table, key, col, action)
         return tuple(values)
 
+    def _policy_collisions(
+        self,
+        src: Any,
+        pair: Pair,
+        row: tuple[Any, ...],
+        values: list[Any],
+        key: str,
+        issues: list[Issue],
+        changes: list[tuple[str, str]],
+    ) -> bool:
+        """A key a policy changed (NULs stripped, invalid UTF-8 replaced) that now equals another row's key:
+        PostgreSQL would refuse the pair. Reported (or, with --duplicates=drop, this row dropped)."""
+        index = {c.name: i for i, c in enumerate(pair.columns)}
+        assert pair.source is not None
+        for uk in unique_keys_to_check(pair):
+            idx = [index[c] for c in uk.columns]
+            new = tuple(values[i] for i in idx)
+            if all(values[i] is row[1 + i] for i in idx) or any(v is None or isinstance(v, Bytes) for v in new):
+                continue
+            claimed = self.claimed.setdefault((pair.target.name, uk.name), {})
+            other = claimed.get(new)
+            if other is None:
+                match_ = " AND ".join(f"{quote(c)} = ?" for c in uk.columns)
+                hit = src.execute(f"SELECT 1 FROM {quote(pair.source.name)} WHERE {match_} LIMIT 1", new).fetchone()
+                other = "another row's" if hit is not None else None
+            if other is None:
+                claimed[new] = f"{key}'s"
+                continue
+            cols = ",".join(uk.columns)
+            why = f"after the policy's change it equals {other} {uk.name} key ({key_text(uk.columns, new)})"
+            if self.options.policies.duplicates == "drop":
+                changes.append((cols, f"row dropped: duplicate created by a policy ({why})"))
+                return True
+            issues.append(Issue("duplicate", cols, shorten(new[0] if len(new) == 1 else new), why))
+        return False
+
+    def _renamed_keys(self, src: Any, pairs: list[Pair]) -> None:
+        """Referenced keys a policy will change (so children are tested against the parent's key as it
+        will be in PostgreSQL, whatever the table order): read as bytes, changed as the converter would."""
+        self.renamed = {}
+        policies = self.options.policies
+        if policies.nul != "strip" and policies.invalid_utf8 != "replace":
+            return
+        by_name = {p.target.name: p for p in pairs}
+        wanted = {(fk.ref_table, fk.ref_columns) for p in pairs for fk in p.target.foreign_keys}
+        for table, cols in sorted(wanted):
+            parent = by_name.get(table)
+            if parent is None or parent.source is None:
+                continue
+            picks = ", ".join(f"CAST({quote(c)} AS BLOB), typeof({quote(c)}) = 'text'" for c in cols)
+            odd = " OR ".join(
+                f"(typeof({quote(c)}) = 'text' AND (instr(CAST({quote(c)} AS BLOB), x'00') > 0 "
+                f"OR {quote(c)} GLOB '*[^' || char(1) || '-' || char(127) || ']*'))"  # any non-ASCII
+                for c in cols
+            )
+            keys: set[tuple[Any, ...]] = set()
+            for r in src.execute(f"SELECT {picks} FROM {quote(parent.source.name)} WHERE {odd}"):
+                vals = [_policy_text(bytes(r[2 * i]), policies) if r[2 * i + 1] else r[2 * i] for i in range(len(cols))]
+                if None not in vals:
+                    keys.add(tuple(vals))
+            self.renamed[(table, cols)] = keys
+
     def _remember_drop(self, table: str, pair: Pair, values: list[Any]) -> None:
         index = {c.name: i for i, c in enumerate(pair.columns)}
         for cols, keys in self.dropped.get(table, {}).items():
@@ -721,3 +949,15 @@ def copy(
 ) -> CopyResult:
     copier = Copier(src, dst, root, options, progress or Progress())
     return copier.run()
+
+
+def copy_outcome(
+    src: DatabaseUrl, dst: DatabaseUrl, root: Path, options: CopyOptions, progress: Progress | None = None
+) -> tuple[CopyResult, AgorDbError | None]:
+    """The result as far as the copy got, and the refusal or failure that ended it (None on success):
+    `copy --json` reports every outcome, with every problem found before it stopped."""
+    copier = Copier(src, dst, root, options, progress or Progress())
+    try:
+        return copier.run(), None
+    except AgorDbError as exc:
+        return copier.result, exc

@@ -11,14 +11,14 @@ accepts ``0``/``1`` and jsonb input parses the JSON text itself (no Python JSON 
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
-from operator import itemgetter
+from decimal import Decimal
+from functools import partial
 from typing import Any, Literal
 
+from .copy_json import Oracle, json_problem, jsonb_loadable, strip_nul
 from .copy_schema import Column, quote
 from .errors import UsageError
 
@@ -110,128 +110,6 @@ class Bytes:
         return repr(self.raw)
 
 
-# -- JSON, canonical the way PostgreSQL prints jsonb --------------------------------------------
-
-_NUM = "\ufdd0"  # a noncharacter: marks numbers kept as text through the encoder
-
-
-def _pg_number(text: str) -> float | str:
-    """A JSON number as jsonb prints it (numeric: the written digits, no exponent, no negative zero).
-
-    Most numbers are plain decimals that a float prints back exactly (``0.034819``): those stay floats,
-    which the C encoder writes directly. The rest travel as marked strings that lose their quotes in
-    ``jsonb_text``: the marker costs two passes over the whole text, so it is kept for the rare cases.
-    """
-    f = float(text)
-    if f and "e" not in text and repr(f) == text:
-        return f
-    d = Decimal(text)
-    out = format(d, "f")
-    if d == 0 and out.startswith("-"):
-        out = out[1:]  # numeric has no negative zero
-    return _NUM + out + _NUM
-
-
-class _KeyOrder(dict[str, tuple[int, bytes]]):
-    """jsonb's key order (byte length, then bytes) for non-ASCII keys. Keys repeat a lot, so their sort
-    keys are cached and looked up by the C-level ``__getitem__`` (no Python call per key on a hit)."""
-
-    def __missing__(self, key: str) -> tuple[int, bytes]:
-        raw = key.encode("utf-8", "surrogatepass")
-        if len(self) > 50_000:
-            self.clear()
-        self[key] = value = (len(raw), raw)
-        return value
-
-
-_ORDER = _KeyOrder()
-_FIRST = itemgetter(0)
-
-
-def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """One JSON object with its keys in jsonb's order; called by the C scanner for every object."""
-    if len(pairs) < 2:
-        return dict(pairs)
-    # Code point order is UTF-8 byte order; the sort is stable, so duplicate keys stay in document order
-    # and dict() keeps the last value, as jsonb does. A stable sort by length then gives jsonb's
-    # (length, bytes) order, all in C, as long as length in characters is length in bytes (ASCII).
-    pairs.sort(key=_FIRST)
-    d = dict(pairs)
-    keys = sorted(d, key=len)
-    if not "".join(keys).isascii():
-        keys = sorted(d, key=_ORDER.__getitem__)
-    return {k: d[k] for k in keys}
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-_DECODER = json.JSONDecoder(object_pairs_hook=_object, parse_float=_pg_number, parse_constant=_no_constant)
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": "), check_circular=False, allow_nan=False)
-_PLAIN = json.JSONDecoder(parse_constant=_no_constant)
-
-
-def jsonb_text(text: str) -> str:
-    """The text PostgreSQL's ``jsonb::text`` prints for this JSON document (raises ValueError if invalid).
-
-    Numbers keep their decimal form (``1.50`` stays ``1.50``, ``1e2`` becomes ``100``) because jsonb
-    stores them as numeric; they travel through the encoder as marked strings and lose the quotes here.
-    """
-    out = _ENCODER.encode(_DECODER.decode(text))
-    if _NUM in out:
-        out = out.replace('"' + _NUM, "").replace(_NUM + '"', "")
-    return out
-
-
-def jsonb_loadable(text: str) -> str:
-    """``jsonb_text`` for a value about to be loaded: also raises ValueError when jsonb would refuse it
-    (a NUL character, or an unpaired surrogate escape: UnicodeEncodeError when the text is encoded)."""
-    out = jsonb_text(text)
-    # The encoder escapes a NUL character as \u0000; a backslash followed by "u0000" in a string comes
-    # out as \\u0000 and matches too: the rare texts that contain it are looked at exactly.
-    if "\\u0000" in out and _has_nul(_PLAIN.decode(text)):
-        raise ValueError("NUL")
-    return out
-
-
-def json_problem(text: str) -> str | None:
-    """Why PostgreSQL's jsonb would refuse this text, or None."""
-    try:
-        value = _PLAIN.decode(text)
-    except (ValueError, RecursionError) as exc:
-        return str(exc)
-    try:
-        jsonb_text(text).encode("utf-8")
-    except UnicodeEncodeError:
-        return "contains an unpaired UTF-16 surrogate escape"
-    except InvalidOperation:
-        return "a number PostgreSQL's numeric cannot hold"
-    if _has_nul(value):
-        return "NUL"
-    return None
-
-
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any("\x00" in k or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
-
-
-def _strip_nul(value: Any) -> Any:
-    if isinstance(value, str):
-        return value.replace("\x00", "")
-    if isinstance(value, dict):
-        return {k.replace("\x00", ""): _strip_nul(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_strip_nul(v) for v in value]
-    return value
-
-
 _ISOISH = re.compile(r"^\d{4}-\d{2}-\d{2}")
 
 
@@ -276,7 +154,7 @@ class Converter:
             tests.append(f"typeof({c}) NOT IN ('blob', 'null')")
         return "(" + " OR ".join(tests) + ")"
 
-    def convert(self, value: Any, policies: Policies) -> Outcome:
+    def convert(self, value: Any, policies: Policies, oracle: Oracle | None = None) -> Outcome:
         """The exact check: the value to load, the problems, and what a policy changed."""
         col = self.column
         out = Outcome(value)
@@ -303,13 +181,13 @@ class Converter:
         elif family == "int":
             self._int(value, out)
         elif family == "json":
-            self._json(value, out, policies)
+            self._json(value, out, policies, oracle)
         elif family == "text":
             self._text(value, out, policies)
         elif family == "float":
             if type(value) not in (int, float):
                 out.issues.append(
-                    Issue("storage_class", col.name, shorten(value), _class(value) + f" in a {col.type} column")
+                    Issue("storage_class", col.name, shorten(value), _class(value) + f" in {_a(col.type)} column")
                 )
         elif family == "bytea" and type(value) is not bytes:
             out.issues.append(Issue("storage_class", col.name, shorten(value), _class(value) + " in a bytea column"))
@@ -323,7 +201,7 @@ class Converter:
                 out.issues.append(Issue("timestamp", col.name, shorten(value), f"{what}, not epoch milliseconds"))
             else:
                 out.issues.append(
-                    Issue("storage_class", col.name, shorten(value), _class(value) + f" in a {col.type} column")
+                    Issue("storage_class", col.name, shorten(value), _class(value) + f" in {_a(col.type)} column")
                 )
             return
         lo, hi = INT_RANGES[col.type]
@@ -343,7 +221,8 @@ class Converter:
         if type(value) is str:
             return False
         col = self.column
-        out.issues.append(Issue("storage_class", col.name, shorten(value), _class(value) + f" in a {col.type} column"))
+        detail = _class(value) + f" in {_a(col.type)} column"
+        out.issues.append(Issue("storage_class", col.name, shorten(value), detail))
         return True
 
     def _text(self, value: Any, out: Outcome, policies: Policies) -> None:
@@ -365,19 +244,20 @@ class Converter:
                 )
             )
 
-    def _json(self, value: Any, out: Outcome, policies: Policies) -> None:
+    def _json(self, value: Any, out: Outcome, policies: Policies, oracle: Oracle | None) -> None:
         col = self.column
         if self._not_text(value, out):
             return
-        problem = json_problem(value)
-        if problem == "NUL":
-            if policies.nul == "strip":
-                out.value = json.dumps(_strip_nul(json.loads(value)), ensure_ascii=False, separators=(",", ":"))
+        found = json_problem(value, oracle)
+        if found is None:
+            return
+        kind, problem = found
+        if kind == "nul":
+            if policies.nul == "strip":  # on the text: numbers, escapes and key order stay as written
+                out.value = strip_nul(value)
                 out.changes.append("NUL characters removed from JSON strings")
                 return
-            out.issues.append(Issue("nul", col.name, shorten(value), "jsonb cannot hold \\u0000"))
-            return
-        if problem is None:
+            out.issues.append(Issue("nul", col.name, shorten(value), problem))
             return
         if policies.invalid_json == "null" and not col.not_null:
             out.value = None
@@ -392,6 +272,10 @@ class Converter:
                 else f"{problem}; the column is NOT NULL, use --invalid-json=drop"
             )
             out.issues.append(Issue("invalid_json", col.name, shorten(value), detail))
+
+
+def _a(word: str) -> str:
+    return ("an " if word[:1] in "aeiou" else "a ") + word
 
 
 def _class(value: Any) -> str:
@@ -478,10 +362,10 @@ def binary_copy_types(adapters: Any, columns: tuple[Column, ...], encoding: str)
 # the encoding is unambiguous; the server builds the same bytes (copy_verify.server_digest_sql).
 
 
-def canonical_source(conv: Converter) -> Callable[[Any], str]:
+def canonical_source(conv: Converter, oracle: Oracle | None = None) -> Callable[[Any], str]:
     family = conv.family
     if family == "json":
-        return jsonb_loadable
+        return jsonb_loadable if oracle is None else partial(jsonb_loadable, oracle=oracle)
     if family == "bool":
         return lambda v: "t" if v else "f"
     if family == "float":

@@ -15,7 +15,6 @@ from .copy_convert import KIND_TITLES, Issue
 from .copy_schema import Pair, SourceTable, Table, UniqueKey, quote
 from .errors import AgorDbError
 
-KEEP_PER_GROUP = 1000  # findings kept per (table, kind) for the report; all of them are counted
 SHOW_PER_GROUP = 10  # shown on screen per (table, kind)
 
 
@@ -45,8 +44,7 @@ class Group:
 
     def add(self, item: Any) -> None:
         self.count += 1
-        if len(self.items) < KEEP_PER_GROUP:
-            self.items.append(item)
+        self.items.append(item)  # every one: --json lists them all
 
 
 class Report:
@@ -157,17 +155,33 @@ def key_text(columns: tuple[str, ...], values: tuple[Any, ...] | list[Any]) -> s
     return ", ".join(f"{c}={v!r}" for c, v in zip(columns, values, strict=True))
 
 
-def duplicate_sql(table: SourceTable, key: UniqueKey) -> str | None:
-    """Rows that repeat a target key SQLite did not enforce; all but the newest (highest rowid) of each set."""
-    if tuple(sorted(key.columns)) in table.unique_sets or not table.has_rowid:
+def row_ident_sql(table: SourceTable, pk: tuple[str, ...], alias: str = "") -> str:
+    """A SQLite expression naming one row: its rowid, or (WITHOUT ROWID) its primary key as text that
+    is always valid UTF-8, so even a row whose key is not can be told apart and stepped past."""
+    a = f"{alias}." if alias else ""
+    if table.has_rowid or not pk:
+        return f"{a}rowid"
+    return " || ',' || ".join(f"typeof({a}{quote(c)}) || hex({a}{quote(c)})" for c in pk)
+
+
+def duplicate_sql(table: SourceTable, key: UniqueKey, pk: tuple[str, ...]) -> str | None:
+    """Rows that repeat a target key SQLite did not enforce; all but the newest of each set (the highest
+    rowid; in a WITHOUT ROWID table the highest primary key). Selects the row's identity, the key's
+    values, then the primary key's values (to name the row)."""
+    if tuple(sorted(key.columns)) in table.unique_sets or not (table.has_rowid or pk):
         return None
-    cols = ", ".join(quote(c) for c in key.columns)
-    not_null = " AND ".join(f"{quote(c)} IS NOT NULL" for c in key.columns)
+    cols = ", ".join(f"o.{quote(c)}" for c in (*key.columns, *pk))
+    not_null = " AND ".join(f"o.{quote(c)} IS NOT NULL" for c in key.columns)
+    if table.has_rowid:
+        newer = "n.rowid > o.rowid"
+    else:
+        newer = f"({', '.join(f'n.{quote(c)}' for c in pk)}) > ({', '.join(f'o.{quote(c)}' for c in pk)})"
+    ident = row_ident_sql(table, pk, "o")
     return (
-        f"SELECT rowid, {cols} FROM {quote(table.name)} AS o WHERE {not_null} AND EXISTS ("
+        f"SELECT {ident}, {cols} FROM {quote(table.name)} AS o WHERE {not_null} AND EXISTS ("
         f"SELECT 1 FROM {quote(table.name)} AS n WHERE "
         + " AND ".join(f"n.{quote(c)} = o.{quote(c)}" for c in key.columns)
-        + " AND n.rowid > o.rowid) ORDER BY rowid"
+        + f" AND {newer}) ORDER BY 1"
     )
 
 

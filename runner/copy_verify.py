@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from hashlib import md5
 from typing import Any
 
-from .copy_convert import Converter, canonical_source, jsonb_loadable
+from .copy_convert import Converter, canonical_source
+from .copy_json import Oracle
 from .copy_schema import quote
 
 
@@ -29,35 +30,57 @@ class Digest:
 class RowHasher:
     """The source side: one call per loaded row with the values as they are sent to PostgreSQL."""
 
-    def __init__(self, converters: tuple[Converter, ...]) -> None:
+    def __init__(self, converters: tuple[Converter, ...], oracle: Oracle | None = None) -> None:
         self.rows = 0
         self.total = 0
-        self._canon: tuple[Callable[[Any], str], ...] = tuple(canonical_source(c) for c in converters)
-        self._row_text = _compile(self._canon)
-        self._json = tuple(i for i, c in enumerate(converters) if c.family == "json")
+        self._canon: tuple[Callable[[Any], str], ...] = tuple(canonical_source(c, oracle) for c in converters)
+        long_ = tuple(i for i, c in enumerate(converters) if c.family in ("json", "text", "bytea"))
+        self._row_text = _compile(self._canon, long_)
 
     def add(self, values: tuple[Any, ...] | list[Any]) -> None:
         """Raises ValueError (or ArithmeticError) for a value with no canonical form, before counting it."""
-        digest = md5(self._row_text(values).encode("utf-8"), usedforsecurity=False).digest()
+        try:
+            digest = md5(self._row_text(values).encode("utf-8"), usedforsecurity=False).digest()
+        except _Long:
+            digest = self._streamed(values)
         self.total += int.from_bytes(digest[:8], "big", signed=True)
         self.rows += 1
 
-    def check(self, values: tuple[Any, ...] | list[Any]) -> None:
-        """What ``add`` would raise, without hashing (for --check): once SQLite's json_valid has passed a
-        JSON text, only a NUL byte or a \\u escape (\\u0000, a lone surrogate) can still make it fail."""
-        for i in self._json:
-            v = values[i]
-            if v is not None and ("\\u" in v or "\x00" in v):
-                jsonb_loadable(v).encode("utf-8")
+    def _streamed(self, values: tuple[Any, ...] | list[Any]) -> bytes:
+        """The same digest for a row with a value of many megabytes, without the row text and its encoded
+        copy (each as large as the value): peak memory stays a small multiple of the largest row."""
+        h = md5(usedforsecurity=False)
+        for canon, v in zip(self._canon, values, strict=True):
+            if v is None:
+                h.update(b"\x02")
+                continue
+            text = canon(v)
+            h.update(b"\x01")
+            for i in range(0, len(text), CHUNK):
+                h.update(text[i : i + CHUNK].encode("utf-8"))
+            h.update(b"\x00")
+        return h.digest()
 
     def digest(self) -> Digest:
         return Digest(self.rows, self.total)
 
 
-def _compile(canon: tuple[Callable[[Any], str], ...]) -> Callable[[Any], str]:
+LONG = 4 << 20  # a value this long is hashed in chunks (RowHasher._streamed)
+CHUNK = 1 << 20
+
+
+class _Long(Exception):
+    pass
+
+
+def _raise_long() -> str:
+    raise _Long
+
+
+def _compile(canon: tuple[Callable[[Any], str], ...], long_: tuple[int, ...] = ()) -> Callable[[Any], str]:
     # One generated f-string per table instead of a loop over columns: this runs for every row, and an
     # f-string builds the row text in one allocation (a chain of + copies the long JSON text each time).
-    # Per value: \x01 + text + \x00, or \x02 for NULL.
+    # Per value: \x01 + text + \x00, or \x02 for NULL. A row with a very long value goes to _streamed.
     if not canon:
         return lambda v: ""
     names = [f"a{i}" for i in range(len(canon))]
@@ -67,8 +90,10 @@ def _compile(canon: tuple[Callable[[Any], str], ...]) -> Callable[[Any], str]:
         text = a if f is str else f"c{i}({a})"  # f-string formatting of a str or int is str()
         parts.append(f"{{N if {a} is None else O}}{{E if {a} is None else {text}}}{{E if {a} is None else Z}}")
     env: dict[str, Any] = {f"c{i}": f for i, f in enumerate(canon)}
-    env.update(N="\x02", O="\x01", Z="\x00", E="")
-    source = f"def row_text(v):\n    {', '.join(names)}, = v\n    return f'{''.join(parts)}'\n"
+    env.update(N="\x02", O="\x01", Z="\x00", E="", L=LONG, R=_raise_long)
+    guard = " or ".join(f"({names[i]} is not None and len({names[i]}) > L)" for i in long_)
+    check = f"    if {guard}:\n        R()\n" if guard else ""
+    source = f"def row_text(v):\n    {', '.join(names)}, = v\n{check}    return f'{''.join(parts)}'\n"
     exec(source, env)  # built from column positions only
     fn: Callable[[Any], str] = env["row_text"]
     return fn

@@ -13,7 +13,8 @@ from conftest import run_cli
 
 from agor_db import core
 from agor_db.copier import CopyOptions, copy
-from agor_db.copy_convert import Converter, Policies, jsonb_text
+from agor_db.copy_convert import Converter, Policies
+from agor_db.copy_json import jsonb_text
 from agor_db.copy_scan import BadData
 from agor_db.copy_schema import Column
 from agor_db.source import bundled_sql_root

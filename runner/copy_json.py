@@ -1,0 +1,251 @@
+"""JSON as PostgreSQL's jsonb takes it: the canonical text (``jsonb::text``), NULs, numeric range.
+
+The copier needs, for every JSON value, the exact text PostgreSQL will print for it (both sides of
+the checksum are built from it) and, for a value it cannot take, why. The common case is answered in
+Python (the C JSON scanner, with numbers kept as their decimal text); anything Python cannot answer
+exactly — nesting deeper than Python's recursion limit, a string that contains the marker this module
+uses for numbers — is asked of PostgreSQL itself (``JsonOracle``): PostgreSQL decides, never a guess.
+A refusal is also confirmed by PostgreSQL when it is at hand, so valid data is never refused.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from decimal import Decimal
+from operator import itemgetter
+from typing import Any
+
+# numeric's limits (src/include/utils/numeric.h): at most 131072 digits before the decimal point and
+# 16383 after it. Checked on the parsed exponent, before any decimal expansion (``1e999999999``).
+NUMERIC_INT_DIGITS = 131072
+NUMERIC_DSCALE_MAX = 16383
+OUT_OF_RANGE = "a number outside the range of PostgreSQL's numeric"
+
+
+class JsonRefused(ValueError):
+    """PostgreSQL's jsonb would refuse this text; the message says why."""
+
+
+class Undecided(RuntimeError):
+    """Python cannot produce the exact canonical text (too deep, a marker clash): ask PostgreSQL."""
+
+
+Oracle = Callable[[str], str]  # PostgreSQL's jsonb::text for a text; raises JsonRefused
+
+
+_NUM = "\ufdd0"  # a noncharacter: marks numbers kept as text through the encoder
+_MARKER_ESCAPE = re.compile(r"\\u[fF][dD][dD]0")
+
+
+def _range_checked(d: Decimal) -> str:
+    """The plain decimal text of d as numeric prints it, or JsonRefused; bounded time for any exponent."""
+    _sign, digits, exp = d.as_tuple()
+    assert isinstance(exp, int)
+    if -exp > NUMERIC_DSCALE_MAX:
+        raise JsonRefused(OUT_OF_RANGE)
+    if not any(digits):  # zero: numeric has no negative zero and ignores a positive exponent
+        return "0" if exp >= 0 else "0." + "0" * -exp
+    if d.adjusted() >= NUMERIC_INT_DIGITS:
+        raise JsonRefused(OUT_OF_RANGE)
+    return format(d, "f")
+
+
+def _pg_number(text: str) -> float | str:
+    """A JSON number with a fraction or exponent as jsonb prints it (numeric: the written digits, no
+    exponent, no negative zero). Plain decimals that a float prints back exactly (``0.034819``) stay
+    floats, which the C encoder writes directly; the rest travel as marked strings."""
+    f = float(text)
+    if f and "e" not in text and "E" not in text and repr(f) == text:
+        return f
+    return _NUM + _range_checked(Decimal(text)) + _NUM
+
+
+def _pg_int(text: str) -> int | str:
+    """An integer with more digits than Python's int() takes by default (4300)."""
+    digits = len(text) - text.startswith("-")
+    if digits <= 4000:
+        return int(text)
+    if digits > NUMERIC_INT_DIGITS:
+        raise JsonRefused(OUT_OF_RANGE)
+    # JSON integers have no leading zeros: a long one is never zero, and its text is numeric's
+    return _NUM + text + _NUM
+
+
+class _KeyOrder(dict[str, tuple[int, bytes]]):
+    """jsonb's key order (byte length, then bytes) for non-ASCII keys. Keys repeat a lot, so their sort
+    keys are cached and looked up by the C-level ``__getitem__`` (no Python call per key on a hit)."""
+
+    def __missing__(self, key: str) -> tuple[int, bytes]:
+        raw = key.encode("utf-8", "surrogatepass")
+        if len(self) > 50_000:
+            self.clear()
+        self[key] = value = (len(raw), raw)
+        return value
+
+
+_ORDER = _KeyOrder()
+_FIRST = itemgetter(0)
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """One JSON object with its keys in jsonb's order; called by the C scanner for every object."""
+    if len(pairs) < 2:
+        return dict(pairs)
+    # Code point order is UTF-8 byte order; the sort is stable, so duplicate keys stay in document order
+    # and dict() keeps the last value, as jsonb does. A stable sort by length then gives jsonb's
+    # (length, bytes) order, all in C, as long as length in characters is length in bytes (ASCII).
+    pairs.sort(key=_FIRST)
+    d = dict(pairs)
+    keys = sorted(d, key=len)
+    if not "".join(keys).isascii():
+        keys = sorted(d, key=_ORDER.__getitem__)
+    return {k: d[k] for k in keys}
+
+
+def _no_constant(name: str) -> Any:
+    raise JsonRefused(f"{name} is not JSON")
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_object, parse_float=_pg_number, parse_constant=_no_constant)
+_BIG_INT_DECODER = json.JSONDecoder(
+    object_pairs_hook=_object, parse_float=_pg_number, parse_int=_pg_int, parse_constant=_no_constant
+)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": "), check_circular=False, allow_nan=False)
+
+
+def _decode(text: str) -> Any:
+    try:
+        return _DECODER.decode(text)
+    except ValueError as exc:
+        if "integer string conversion" not in str(exc):
+            raise
+    return _BIG_INT_DECODER.decode(text)
+
+
+def python_jsonb_text(text: str) -> str:
+    """The canonical text computed in Python; ValueError when invalid, Undecided when Python cannot tell."""
+    try:
+        out = _ENCODER.encode(_decode(text))
+    except RecursionError:
+        raise Undecided("nested too deeply for Python") from None
+    if _NUM in out:
+        if _NUM in text or ("\\u" in text and _MARKER_ESCAPE.search(text)):  # the data holds the marker
+            raise Undecided("the text holds U+FDD0")
+        out = out.replace('"' + _NUM, "").replace(_NUM + '"', "")
+    return out
+
+
+def jsonb_text(text: str, oracle: Oracle | None = None) -> str:
+    """The text PostgreSQL's ``jsonb::text`` prints for this JSON document (ValueError if invalid).
+
+    Numbers keep their decimal form (``1.50`` stays ``1.50``, ``1e2`` becomes ``100``) because jsonb
+    stores them as numeric. Without an oracle, a document Python cannot answer raises Undecided.
+    """
+    try:
+        return python_jsonb_text(text)
+    except Undecided:
+        if oracle is None:
+            raise
+        return oracle(text)
+
+
+def jsonb_loadable(text: str, oracle: Oracle | None = None) -> str:
+    """``jsonb_text`` for a value about to be loaded: also raises ValueError when jsonb would refuse it
+    (a NUL character, or an unpaired surrogate escape: UnicodeEncodeError when the text is encoded)."""
+    out = jsonb_text(text, oracle)
+    # The encoder escapes a NUL character as \u0000; a backslash followed by "u0000" in a string comes
+    # out as \\u0000 and matches too: the rare texts that contain it are looked at exactly.
+    if "\\u0000" in out and has_nul(text):
+        raise JsonRefused("NUL")
+    return out
+
+
+# -- NUL characters ----------------------------------------------------------------------------
+#
+# Backslashes occur in JSON only inside strings, as the first character of an escape: scanning
+# escapes left to right pairs each backslash with what it escapes, so "\\u0000" (an escaped
+# backslash, then the letters u0000) is told apart from "\u0000" (a NUL character).
+
+_ESCAPE = re.compile(r"\\u0000|\\.", re.S)
+
+
+def has_nul(text: str) -> bool:
+    if "\x00" in text:
+        return True
+    return "\\u0000" in text and any(m.group() == "\\u0000" for m in _ESCAPE.finditer(text))
+
+
+def strip_nul(text: str) -> str:
+    """The text with every NUL character removed (raw NUL bytes and \\u0000 escapes), nothing else
+    touched: numbers, other escapes, whitespace and key order stay exactly as written."""
+    text = text.replace("\x00", "")
+    if "\\u0000" not in text:
+        return text
+    return _ESCAPE.sub(lambda m: "" if m.group() == "\\u0000" else m.group(), text)
+
+
+def json_problem(text: str, oracle: Oracle | None = None) -> tuple[str, str] | None:
+    """(kind, why) when PostgreSQL's jsonb would refuse this text, kind "nul" when removing its NUL
+    characters would make it acceptable, "invalid_json" otherwise; None when it is fine."""
+    if has_nul(text):
+        if _problem(strip_nul(text), oracle) is None:
+            return ("nul", "jsonb cannot hold a NUL character (\\u0000)")
+        return ("invalid_json", _problem(text, None) or "a NUL character")
+    why = _problem(text, oracle)
+    return None if why is None else ("invalid_json", why)
+
+
+def _problem(text: str, oracle: Oracle | None) -> str | None:
+    try:
+        jsonb_text(text, oracle).encode("utf-8")
+    except UnicodeEncodeError:
+        return "contains an unpaired UTF-16 surrogate escape"
+    except JsonRefused as exc:
+        return str(exc)
+    except ValueError as exc:  # Python's parser refused it: PostgreSQL, when at hand, has the last word
+        if oracle is None or "\x00" in text:
+            return str(exc)
+        try:
+            oracle(text)
+        except JsonRefused as refused:
+            return str(refused)
+    except Undecided as exc:
+        return f"cannot be checked without PostgreSQL ({exc})"
+    return None
+
+
+class JsonOracle:
+    """PostgreSQL's own jsonb input and output on a connection of its own (opened when first needed,
+    autocommit: a refusal does not disturb anything else). The last answer is kept, since the slow
+    path often asks about the value the hasher just asked about."""
+
+    def __init__(self, connect: Callable[[], Any]) -> None:
+        self._connect = connect
+        self._conn: Any = None
+        self._last: tuple[str, str | None, str] = ("", None, "")
+
+    def __call__(self, text: str) -> str:
+        import psycopg
+
+        if self._last[0] is not text:
+            if self._conn is None:
+                self._conn = self._connect()
+            try:
+                row = self._conn.execute("SELECT %s::jsonb::text", (text,)).fetchone()
+                self._last = (text, str(row[0]), "")
+            except psycopg.Error as exc:
+                if (exc.sqlstate or "")[:2] not in ("22", "54"):  # data exception, program limit exceeded
+                    raise
+                diag = exc.diag
+                why = (diag.message_primary or str(exc)) + (f" ({diag.message_detail})" if diag.message_detail else "")
+                self._last = (text, None, why)
+        if self._last[1] is None:
+            raise JsonRefused(self._last[2])
+        return self._last[1]
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
