@@ -120,11 +120,11 @@ def migrate(
         if assessment is not None:
             report.assessed(assessment)
             adopted = _adopt(driver, assessment, options, report)
-        driver.ensure_journal()
         plan = _plan(driver, migrations, options)
         raise_for_problems(plan)
         scripts = parse_pending(migrations, plan)
-        driver.preflight(scripts)
+        driver.preflight(scripts)  # may refuse: before the journal is created
+        driver.ensure_journal()
         report.planned(plan)
         done: list[AppliedMigration] = []
         others: list[int] = []

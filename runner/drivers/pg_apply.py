@@ -174,9 +174,13 @@ class Applier:
                 self._check_same(script, done)
                 return None
             builds = index_builds(script)
+            leftovers = invalid_leftovers(self.d.conn, builds)
+            # A statement with parameters leaves its snapshot's xmin on the session until the next
+            # statement; one without lets it go, so the concurrent builds below do not wait for us.
+            self.d.conn.execute("SELECT 1")
             work = self.d.open_connection()
             try:
-                for name in invalid_leftovers(self.d.conn, builds):
+                for name in leftovers:
                     self.d.warnings.append(
                         f"{script.migration.label}: dropped the invalid index {name} an interrupted or failed "
                         "earlier build left behind, to build it again"
