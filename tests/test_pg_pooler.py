@@ -283,3 +283,25 @@ def test_server_crash_mid_concurrent_build(sql_root: Path) -> None:
             assert [r[0] for r in admin.execute("SELECT version FROM agor_migrations ORDER BY 1")] == [1, 2, 3]
     finally:
         server.cleanup()
+
+
+def test_concurrent_builds_are_found_in_a_file(tmp_path: Path) -> None:
+    from agor_db.drivers.pg_indexes import IndexBuild, index_builds
+    from agor_db.models import Migration, Script
+
+    text = (
+        "-- transactional: false\n"
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS a_idx ON a (x);\n"
+        '-- why\nCREATE UNIQUE INDEX CONCURRENTLY "B.idx" ON agor.b (y);\n'
+        "create index concurrently c_idx on only c (z);\n"
+        "REINDEX (VERBOSE) INDEX CONCURRENTLY agor.d_idx;\n"
+        "CREATE INDEX e_idx ON e (x);\n"
+        "VACUUM a;\n"
+    )
+    script = Script(Migration(2, "idx", tmp_path / "0002_idx.sql", "x"), text, transactional=False)
+    assert index_builds(script) == [
+        IndexBuild("a_idx", reindex=False),
+        IndexBuild('agor."B.idx"', reindex=False),
+        IndexBuild("c_idx", reindex=False),
+        IndexBuild("agor.d_idx", reindex=True),
+    ]
