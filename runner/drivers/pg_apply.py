@@ -21,16 +21,18 @@ transaction id while the statements run, so a concurrent index build does not wa
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg import pq
 
 from ..errors import DatabaseUnavailable, DriftError, LockTimeout, MigrationFailed
 from ..models import AppliedMigration, How, Script
@@ -144,17 +146,46 @@ class Applier:
     # -- one try --------------------------------------------------------------------------------
 
     def _begin(self, script: Script) -> tuple[int, AppliedMigration | None]:
-        """Inside a fresh transaction: take the lock (or raise _Busy), then read the journal under it."""
-        row = self.d.conn.execute(self._opening).fetchone()
+        """Open the transaction, take the lock (or raise _Busy), read the journal under it: one round
+        trip. In READ COMMITTED each statement of the string takes its own snapshot, so the journal
+        read sees whatever the previous holder of the lock committed."""
+        cur = self.d.conn.cursor()
+        journal = _JOURNAL_ROW.replace("%s", str(int(script.migration.version)))
+        cur.execute(f"BEGIN ISOLATION LEVEL READ COMMITTED; {self._opening}; {journal}".encode(), prepare=False)
+        cur.nextset()
+        row = cur.fetchone()
         assert row is not None
         if not row[0]:
             raise _Busy()
-        found = self.d.conn.execute(_JOURNAL_ROW, (script.migration.version,)).fetchone()
+        cur.nextset()
+        found = cur.fetchone()
         return int(row[1]), (AppliedMigration(*found) if found else None)
+
+    @contextlib.contextmanager
+    def _transaction(self, script: Script) -> Iterator[None]:
+        """Commit what the block did, or roll it back if it raised (the block's _begin opened it)."""
+        conn = self.d.conn
+        try:
+            yield
+        except BaseException:
+            if not (conn.closed or conn.broken) and conn.info.transaction_status != pq.TransactionStatus.IDLE:
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except psycopg.OperationalError:
+            raise
+        except psycopg.Error as exc:  # a deferred constraint, say: the server rolled it back
+            raise MigrationFailed(
+                f"migration {script.migration.label} failed at COMMIT: {redact(str(exc).strip(), self.d.url.secrets)}\n"
+                "its transaction was rolled back, nothing of it was kept; earlier migrations stay applied.",
+                hint=f"fix {script.migration.path} and run agor-db migrate again",
+            ) from None
 
     def _transactional(self, script: Script, how: How) -> AppliedMigration | None:
         started = time.perf_counter()
-        with self.d.conn.transaction():
+        with self._transaction(script):
             pid, done = self._begin(script)
             if done is not None:
                 self._check_same(script, done)
@@ -168,7 +199,7 @@ class Applier:
 
     def _outside(self, script: Script, how: How) -> AppliedMigration | None:
         started = time.perf_counter()
-        with self.d.conn.transaction():  # holds the lock and, at the end, writes the journal row
+        with self._transaction(script):  # holds the lock and, at the end, writes the journal row
             _pid, done = self._begin(script)
             if done is not None:
                 self._check_same(script, done)
