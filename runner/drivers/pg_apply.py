@@ -22,7 +22,6 @@ transaction id while the statements run, so a concurrent index build does not wa
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import random
 import threading
 import time
@@ -39,13 +38,10 @@ from ..models import AppliedMigration, How, Script
 from ..urls import redact
 from .base import JOURNAL_TABLE, controls_transaction, transaction_control_refused
 from .pg_indexes import index_builds, invalid_built, invalid_leftovers, unfinished_builds
+from .postgres import LOCK_KEY
 
 if TYPE_CHECKING:
     from .postgres import PostgresDriver
-
-# One key for every agor-db run on a database (advisory locks are per database).
-LOCK_KEY = int.from_bytes(hashlib.sha256(b"agor-db migration lock").digest()[:8], "big") >> 1
-DEFAULT_STATEMENT_LOCK_TIMEOUT = 3.0
 
 _JOURNAL_ROW = (
     f"SELECT id, version, name, checksum, applied_at, duration_ms, how FROM {JOURNAL_TABLE} WHERE version = %s"

@@ -9,10 +9,11 @@ only taken by trying and sleeping, never by waiting inside a statement.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import random
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
@@ -20,10 +21,14 @@ from ..errors import AgorDbError, DatabaseError, DatabaseUnavailable, LockTimeou
 from ..models import AppliedMigration, How, Script
 from ..urls import DatabaseUrl, redact
 from .base import JOURNAL_TABLE, statement_failed
-from .pg_apply import DEFAULT_STATEMENT_LOCK_TIMEOUT, LOCK_KEY, Applier
-from .pg_pooling import session_state_refused
+
+if TYPE_CHECKING:
+    from .pg_apply import Applier
 
 APPLICATION_NAME = "agor-db"
+# One key for every agor-db run on a database (advisory locks are per database).
+LOCK_KEY = int.from_bytes(hashlib.sha256(b"agor-db migration lock").digest()[:8], "big") >> 1
+DEFAULT_STATEMENT_LOCK_TIMEOUT = 3.0
 DEFAULT_CONNECT_TIMEOUT = 10
 
 JOURNAL_DDL = f"""
@@ -106,6 +111,8 @@ class PostgresDriver:
         self.on_wait = on_wait
 
     def preflight(self, scripts: list[Script]) -> None:
+        from .pg_pooling import session_state_refused  # not needed by the no-op start
+
         session_state_refused(self, scripts)
 
     def open_connection(self) -> psycopg.Connection[Any]:
@@ -242,6 +249,8 @@ class PostgresDriver:
     def apply(self, script: Script, how: How = "applied") -> AppliedMigration | None:
         """Apply the script with its journal row, or return None when another runner applied it meanwhile."""
         if self._applier is None:
+            from .pg_apply import Applier  # not needed by the no-op start
+
             self._applier = Applier(self)
         return self._applier.apply(script, how)
 
