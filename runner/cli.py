@@ -26,7 +26,8 @@ Exit codes:
   2  usage: bad option or URL, malformed migration file or folder
   3  drift: an applied migration was edited, renamed or deleted, a pending one is out of order,
      or an existing SQLite database matches no archived step (or is not an Agor database)
-  4  lock timeout: another agor-db held the migration lock longer than --lock-timeout
+  4  lock timeout: another agor-db held the migration lock, or other sessions held the locks a
+     migration needs, longer than --lock-timeout (PostgreSQL: that migration was rolled back)
   5  database unavailable: unreachable, wrong password, missing database, a hot standby,
      a server restart mid-run, unusable file
   6  pending migrations (only with `status --exit-code`)
@@ -78,6 +79,27 @@ LockTimeoutOpt = Annotated[
         min=0,
         max=MAX_SECONDS,
         help="Seconds to wait for another agor-db run to finish before giving up (exit 4).",
+    ),
+]
+
+StatementLockTimeoutOpt = Annotated[
+    float,
+    typer.Option(
+        "--statement-lock-timeout",
+        envvar="AGOR_STATEMENT_LOCK_TIMEOUT",
+        min=0.01,
+        max=MAX_SECONDS,
+        help="PostgreSQL: seconds one migration statement may wait for a table lock before its migration is "
+        "rolled back and retried (until --lock-timeout), so the application's queries never queue behind it.",
+    ),
+]
+DirectUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--direct-url",
+        help="PostgreSQL URL reaching the server without a pooler; migrate uses it instead of --database-url. "
+        "Default: $AGOR_MIGRATION_DATABASE_URL.",
+        show_default=False,
     ),
 ]
 
@@ -153,6 +175,8 @@ def migrate(
         typer.Option("--allow-out-of-order", help="Apply pending files older than the newest applied one."),
     ] = False,
     lock_timeout: LockTimeoutOpt = 60.0,
+    statement_lock_timeout: StatementLockTimeoutOpt = 3.0,
+    direct_url: DirectUrlOpt = None,
     adopt_as: Annotated[
         str | None,
         typer.Option(
@@ -186,9 +210,13 @@ def migrate(
 
     def body(s: Session) -> int:
         from . import core
+        from .direct_url import resolve_direct_url
         from .source import sql_root
 
-        url = s.url(database_url)
+        direct = resolve_direct_url(direct_url)
+        if direct is not None:
+            s.out.add_secrets(direct.secrets)
+        url = direct or s.url(database_url)
         root = sql_root(sql_dir)
         options = core.RunOptions(
             _parse_target(to),
@@ -197,13 +225,15 @@ def migrate(
             adopt_as=_parse_target(adopt_as, "--adopt-as"),
             repair=not no_repair,
             backup=not no_backup,
+            statement_lock_timeout=statement_lock_timeout,
         )
         if dry_run:
             return _dry_run(s, url, root, options)
         reporter = _MigrateReporter(s.out)
         started = time.perf_counter()
-        result = core.migrate(url, root, options, reporter)
+        result = core.migrate(url, root, options, reporter, direct=direct is not None)
         versions = [a.version for a in result.plan.applied] + [a.version for a in result.applied]
+        versions += list(result.by_others)
         at = f"{max(versions):04d}" if versions else "none"
         took = int((time.perf_counter() - started) * 1000)
         if result.applied:
@@ -243,6 +273,9 @@ class _MigrateReporter(Reporter):
             self.out.line(f"adopted {rows[0].version:04d}..{rows[-1].version:04d} ({len(rows)} migrations)")
 
     def warn(self, message: str) -> None:
+        self.out.warn(message)
+
+    def waiting(self, message: str) -> None:
         self.out.warn(message)
 
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .adopt import Assessment
 
 DEFAULT_LOCK_TIMEOUT = 60.0
+DEFAULT_STATEMENT_LOCK_TIMEOUT = 3.0  # PostgreSQL: how long one statement may wait for a table lock
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class RunOptions:
     adopt_as: int | None = None  # operator's decision for a legacy database matching no step
     repair: bool = True  # rebuild cosmetically different legacy tables into canonical form
     backup: bool = True  # copy a legacy SQLite file before the first write to it
+    statement_lock_timeout: float = DEFAULT_STATEMENT_LOCK_TIMEOUT
 
 
 class Reporter:
@@ -58,12 +60,16 @@ class Reporter:
     def warn(self, message: str) -> None:
         pass
 
+    def waiting(self, message: str) -> None:
+        """A migration is waiting (for locks other sessions hold); said while it waits."""
+
 
 @dataclass(frozen=True)
 class RunResult:
     plan: Plan
     applied: tuple[AppliedMigration, ...]
     adopted: tuple[AppliedMigration, ...] = ()
+    by_others: tuple[int, ...] = ()  # versions another runner applied while this one waited
 
 
 def load(url: DatabaseUrl, root: Path) -> list[Migration]:
@@ -99,32 +105,41 @@ def parse_pending(migrations: list[Migration], plan: Plan) -> list[Script]:
     return scripts
 
 
-def migrate(url: DatabaseUrl, root: Path, options: RunOptions, reporter: Reporter | None = None) -> RunResult:
+def migrate(
+    url: DatabaseUrl, root: Path, options: RunOptions, reporter: Reporter | None = None, *, direct: bool = False
+) -> RunResult:
+    """``direct``: the operator says ``url`` reaches the server without a pooler in between."""
     report = reporter or Reporter()
     migrations = load(url, root)
-    driver = open_driver(url, busy_timeout=options.lock_timeout)
+    driver = open_driver(url, busy_timeout=options.lock_timeout, direct=direct)
     try:
-        driver.lock(options.lock_timeout)  # before the journal is created or read
+        # before the journal is created or read
+        driver.begin_run(options.lock_timeout, options.statement_lock_timeout, report.waiting)
         adopted: list[AppliedMigration] = []
         assessment = _assess_legacy(driver, migrations, root, options)
         if assessment is not None:
             report.assessed(assessment)
             adopted = _adopt(driver, assessment, options, report)
-        driver.ensure_journal()
         plan = _plan(driver, migrations, options)
         raise_for_problems(plan)
         scripts = parse_pending(migrations, plan)
+        driver.preflight(scripts)  # may refuse: before the journal is created
+        driver.ensure_journal()
         report.planned(plan)
         done: list[AppliedMigration] = []
+        others: list[int] = []
         for script in scripts:
             report.applying(script)
             row = driver.apply(script)
             for warning in driver.warnings:
                 report.warn(warning)
             driver.warnings.clear()
+            if row is None:
+                others.append(script.migration.version)
+                continue
             done.append(row)
             report.applied(script, row)
-        return RunResult(plan, tuple(done), tuple(adopted))
+        return RunResult(plan, tuple(done), tuple(adopted), tuple(others))
     finally:
         driver.close()
 

@@ -83,7 +83,8 @@ def _wait_for(predicate: Callable[[], Any], what: str, timeout: float = 20) -> A
 
 def test_pg_lock_timeout_names_the_holder(pg_db: str, sql_root: Path, pg_admin_of: Any) -> None:
     # The holder is a real agor-db whose first migration waits on a table the test keeps locked,
-    # so it holds the migration lock exactly as long as the test wants.
+    # so it holds the migration lock exactly as long as the test wants (its statements may wait for
+    # table locks longer than the test runs: no rollback-and-retry that would let a waiter in).
     write_migrations(
         sql_root,
         "postgres",
@@ -99,7 +100,7 @@ def test_pg_lock_timeout_names_the_holder(pg_db: str, sql_root: Path, pg_admin_o
         gate_tx.__enter__()
         admin.execute("LOCK TABLE gate IN ACCESS EXCLUSIVE MODE")
         with pg_admin_of(pg_db) as watcher:
-            holder = _spawn(["migrate", "-d", pg_db, "--sql-dir", str(sql_root)])
+            holder = _spawn(["migrate", "-d", pg_db, "--sql-dir", str(sql_root), "--statement-lock-timeout", "60"])
             try:
                 holder_pid = _wait_for(
                     lambda: watcher.execute(

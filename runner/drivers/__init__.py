@@ -9,7 +9,9 @@ if TYPE_CHECKING:
     from .base import Driver
 
 
-def open_driver(url: DatabaseUrl, *, readonly: bool = False, busy_timeout: float = 60.0) -> Driver:
+def open_driver(
+    url: DatabaseUrl, *, readonly: bool = False, busy_timeout: float = 60.0, direct: bool = False
+) -> Driver:
     """Connect to the database behind ``url``. psycopg is only imported for PostgreSQL URLs."""
     if url.dialect == "sqlite":
         from .sqlite import SqliteDriver
@@ -17,4 +19,4 @@ def open_driver(url: DatabaseUrl, *, readonly: bool = False, busy_timeout: float
         return SqliteDriver(url, readonly=readonly, busy_timeout=busy_timeout)
     from .postgres import PostgresDriver
 
-    return PostgresDriver(url, readonly=readonly)
+    return PostgresDriver(url, readonly=readonly, direct=direct)

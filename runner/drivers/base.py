@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Protocol
 
 from ..errors import MigrationFailed
@@ -25,15 +26,24 @@ class Driver(Protocol):
 
     def unlock(self) -> None: ...
 
+    def begin_run(self, lock_timeout: float, statement_lock_timeout: float, on_wait: Callable[[str], None]) -> None:
+        """Before ``migrate`` creates or reads the journal: take the run lock (SQLite), or remember how
+        long to wait for the per-migration one and for table locks (PostgreSQL); ``on_wait`` hears
+        about waits while they last."""
+
+    def preflight(self, scripts: list[Script]) -> None:
+        """Refuse, before anything runs, scripts this connection cannot run safely."""
+
     def journal_exists(self) -> bool: ...
 
     def ensure_journal(self) -> None: ...
 
     def read_journal(self) -> list[AppliedMigration]: ...
 
-    def apply(self, script: Script, how: How = "applied") -> AppliedMigration:
+    def apply(self, script: Script, how: How = "applied") -> AppliedMigration | None:
         """Run the script and write its journal row atomically (or, for non-transactional
-        scripts, write the row only after every statement succeeded)."""
+        scripts, write the row only after every statement succeeded). None: another runner
+        applied it meanwhile (PostgreSQL, whose lock is per migration)."""
 
     def table_names(self) -> list[str]:
         """Tables of the database (excluding internal ones), for adoption and copy checks."""

@@ -1,31 +1,36 @@
 """PostgreSQL through psycopg 3.
 
-Locking: a session-level advisory lock on the runner's own connection, taken before the journal
-is created or read. It is not tied to a transaction, so a ``-- transactional: false`` migration
-(``CREATE INDEX CONCURRENTLY``) never waits on it, and it vanishes with the session: a runner
-killed with SIGKILL, or a session ended by the server, leaves no stale lock behind.
+Locking: ``migrate`` serialises each migration with a transaction-scoped advisory lock taken inside
+that migration's own transaction (see pg_apply), so nothing survives on a connection a pooler lends
+us. ``lock()`` (a session-level advisory lock, for ``copy``, which holds it across its whole run) is
+only taken by trying and sleeping, never by waiting inside a statement.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import random
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import psycopg
-from psycopg import errors as pg_errors
 from psycopg import sql
 
 from ..errors import AgorDbError, DatabaseError, DatabaseUnavailable, LockTimeout
 from ..models import AppliedMigration, How, Script
 from ..urls import DatabaseUrl, redact
-from .base import JOURNAL_TABLE, controls_transaction, statement_failed, transaction_control_refused
+from .base import JOURNAL_TABLE, statement_failed
 from .pg_diagnosis import GUARD_SQL, SessionFacts, bad_conninfo, connect_failed, read_only, session_cause, standby
+
+if TYPE_CHECKING:
+    from .pg_apply import Applier
 
 APPLICATION_NAME = "agor-db"
 # One key for every agor-db run on a database (advisory locks are per database).
 LOCK_KEY = int.from_bytes(hashlib.sha256(b"agor-db migration lock").digest()[:8], "big") >> 1
+DEFAULT_STATEMENT_LOCK_TIMEOUT = 3.0
 DEFAULT_CONNECT_TIMEOUT = 10
 
 # {journal} is the schema-qualified name: the journal lives in the first schema of search_path, where
@@ -68,7 +73,9 @@ def connect(
     elif "connect_timeout" not in params:
         extra["connect_timeout"] = DEFAULT_CONNECT_TIMEOUT
     try:
-        return psycopg.connect(url.conninfo, autocommit=autocommit, **extra)
+        # prepare_threshold=None: no server-side prepared statements, which a transaction pooler would
+        # leave on (or look for on) another client's server connection
+        return psycopg.connect(url.conninfo, autocommit=autocommit, prepare_threshold=None, **extra)
     except psycopg.OperationalError as exc:
         raise connect_failed(url, exc) from None
     except psycopg.ProgrammingError as exc:
@@ -79,14 +86,24 @@ class PostgresDriver:
     dialect = "postgres"
 
     def __init__(
-        self, url: DatabaseUrl, *, readonly: bool = False, conn: psycopg.Connection[Any] | None = None
+        self,
+        url: DatabaseUrl,
+        *,
+        readonly: bool = False,
+        direct: bool = False,
+        conn: psycopg.Connection[Any] | None = None,
     ) -> None:
         """Connect to ``url``, or work on ``conn`` (a caller's open connection to it)."""
         self.url = url
         self.readonly = readonly
+        self.direct = direct  # the operator says this URL reaches the server without a pooler
         self.conn = conn if conn is not None else connect(url)
         self._locked = False
         self.warnings: list[str] = []
+        self.lock_timeout = 60.0
+        self.statement_lock_timeout = DEFAULT_STATEMENT_LOCK_TIMEOUT
+        self.on_wait: Callable[[str], None] = lambda message: None
+        self._applier: Applier | None = None
         self.facts: SessionFacts | None = None
         try:
             self.facts = SessionFacts.read(self.conn)
@@ -102,13 +119,24 @@ class PostgresDriver:
         self.journal = (
             f"{sql.Identifier(self.facts.schema).as_string(self.conn)}.{JOURNAL_TABLE}" if self.facts.schema else None
         )
-        if not readonly and self.conn.info.server_version >= 140000:
-            # A runner killed mid-statement otherwise keeps its session, and so the migration lock,
-            # until the statement ends (minutes, for a big CREATE INDEX); with this the server polls
-            # the socket and ends the session within a second (PostgreSQL 14+, settable by any user).
-            self.conn.execute("SET client_connection_check_interval = '1s'")
+
+    def begin_run(self, lock_timeout: float, statement_lock_timeout: float, on_wait: Callable[[str], None]) -> None:
+        """No run-wide lock here: each migration takes it in its own transaction (see pg_apply)."""
+        self.lock_timeout = lock_timeout
+        self.statement_lock_timeout = statement_lock_timeout
+        self.on_wait = on_wait
+
+    def preflight(self, scripts: list[Script]) -> None:
+        from .pg_pooling import session_state_refused  # not needed by the no-op start
+
+        session_state_refused(self, scripts)
+
+    def open_connection(self) -> psycopg.Connection[Any]:
+        return connect(self.url)
 
     def close(self) -> None:
+        if self._applier is not None:
+            self._applier.close()
         if not self.conn.closed:
             try:
                 self.unlock()
@@ -130,27 +158,25 @@ class PostgresDriver:
     def lock(self, timeout: float) -> None:
         if self._locked:
             return
+        deadline = time.monotonic() + timeout
         try:
-            if timeout <= 0:
-                got = self.conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()
-                if not got or not got[0]:
-                    raise self._lock_timeout(timeout)
-            else:
-                self.conn.execute(f"SET lock_timeout = '{int(timeout * 1000)}ms'")
-                try:
-                    self.conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
-                except pg_errors.LockNotAvailable:
-                    raise self._lock_timeout(timeout) from None
-                finally:
-                    self.conn.execute("RESET lock_timeout")
+            while not self._try(f"SELECT pg_try_advisory_lock({LOCK_KEY})"):
+                if time.monotonic() >= deadline:
+                    raise self.holder_timeout(timeout)
+                _pause(deadline)
         except psycopg.OperationalError as exc:
             raise self._lost(exc, "taking the migration lock") from None
         self._locked = True
 
-    def _lock_timeout(self, timeout: float) -> LockTimeout:
+    def _try(self, sql: str) -> bool:
+        row = self.conn.execute(sql).fetchone()
+        return bool(row and row[0])
+
+    def holder_timeout(self, timeout: float) -> LockTimeout:
         holder = self.conn.execute(
             """
-            SELECT a.pid, coalesce(a.application_name, ''), a.backend_start, a.state, a.client_addr::text
+            SELECT a.pid, coalesce(a.application_name, ''), a.backend_start, a.state, a.client_addr::text,
+                   extract(epoch FROM now() - a.xact_start)::float8
             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
             WHERE l.locktype = 'advisory' AND l.granted
               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
@@ -159,11 +185,12 @@ class PostgresDriver:
             ((LOCK_KEY >> 32) & 0xFFFFFFFF, LOCK_KEY & 0xFFFFFFFF),
         ).fetchone()
         if holder:
-            pid, app, since, state, addr = holder
+            pid, app, since, state, addr, xact = holder
             # another role's session shows NULL details unless we may read all stats
             who = f"pid {pid}, application_name {app!r}"
             who += f", connected since {since:%Y-%m-%d %H:%M:%S %Z}" if since is not None else ""
             who += f", state {state}" if state else ""
+            who += f", transaction open for {xact:.1f}s" if xact is not None else ""
             who += f", from {addr}" if addr else ""
         else:
             who = "a session that has since released it"
@@ -221,10 +248,19 @@ class PostgresDriver:
             raise standby(self.url, doing)
         if facts.active("default_transaction_read_only"):
             raise read_only(self.url, facts, doing)
+        deadline = time.monotonic() + self.lock_timeout
         try:
-            with self.conn.transaction():
-                self._guard()
-                self.conn.execute(JOURNAL_DDL.format(journal=self.journal))
+            # under the migration lock: two runners' CREATE TABLE IF NOT EXISTS can both miss the
+            # other's uncommitted table and one then fails on a duplicate type name
+            while True:
+                with self.conn.transaction():
+                    self._guard()
+                    if self._try(f"SELECT pg_try_advisory_xact_lock({LOCK_KEY})"):
+                        self.conn.execute(JOURNAL_DDL.format(journal=self.journal))
+                        return
+                if time.monotonic() >= deadline:
+                    raise self.holder_timeout(self.lock_timeout)
+                _pause(deadline)
         except psycopg.Error as exc:
             raise self._refused(exc, doing) from None
 
@@ -247,7 +283,7 @@ class PostgresDriver:
 
     # -- applying --------------------------------------------------------------------------
 
-    def _insert_row(self, script: Script, how: How, started: float) -> AppliedMigration:
+    def insert_row(self, script: Script, how: How, started: float) -> AppliedMigration:
         m = script.migration
         duration = int((time.perf_counter() - started) * 1000)
         applied_at = now_ms()
@@ -262,34 +298,15 @@ class PostgresDriver:
         assert row is not None
         return AppliedMigration(row[0], m.version, m.name, m.checksum, applied_at, duration, how)
 
-    def apply(self, script: Script, how: How = "applied") -> AppliedMigration:
-        started = time.perf_counter()
-        label = script.migration.label
-        try:
-            if not script.transactional:
-                self._run_statements(script, transactional=False)
-                return self._insert_row(script, how, started)
-            with self.conn.transaction():
-                self._guard()
-                self._run_statements(script, transactional=True)
-                return self._insert_row(script, how, started)
-        except psycopg.OperationalError as exc:
-            raise self._lost(exc, f"applying {label}") from None
+    def apply(self, script: Script, how: How = "applied") -> AppliedMigration | None:
+        """Apply the script with its journal row, or return None when another runner applied it meanwhile."""
+        if self._applier is None:
+            from .pg_apply import Applier  # not needed by the no-op start
 
-    def _run_statements(self, script: Script, *, transactional: bool) -> None:
-        cur = self.conn.cursor()
-        for i, st in enumerate(script.statements):
-            if transactional and controls_transaction(st.sql):
-                raise transaction_control_refused(script, st.sql)
-            try:
-                # prepare=False: each statement runs once, so a server-side prepared statement is waste
-                cur.execute(st.sql.encode("utf-8"), prepare=False)
-            except psycopg.Error as exc:
-                if self.conn.broken or self.conn.closed:
-                    raise self._lost(exc, f"applying {script.migration.label}") from None
-                raise self._statement_error(script, i, exc, transactional) from None
+            self._applier = Applier(self)
+        return self._applier.apply(script, how)
 
-    def _statement_error(self, script: Script, i: int, exc: psycopg.Error, transactional: bool) -> AgorDbError:
+    def statement_error(self, script: Script, i: int, exc: psycopg.Error, transactional: bool) -> AgorDbError:
         st = script.statements[i]
         where = f"applying {script.migration.label} (statement {i + 1} of {len(script.statements)}, line {st.line})"
         kept = (
@@ -315,3 +332,8 @@ class PostgresDriver:
         return statement_failed(
             script, i, st, redact(message, self.url.secrets), offset_lines=offset, transactional=transactional
         )
+
+
+def _pause(deadline: float) -> None:
+    """Between two tries for a lock another runner holds: short, jittered, never past the deadline."""
+    time.sleep(max(0.0, min(0.01 + 0.04 * random.random(), deadline - time.monotonic())))

@@ -18,6 +18,7 @@ import contextlib
 import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -158,6 +159,12 @@ class SqliteDriver:
                     ) from None
                 time.sleep(delay)
                 delay = min(delay * 2, 0.1)
+
+    def begin_run(self, lock_timeout: float, statement_lock_timeout: float, on_wait: Callable[[str], None]) -> None:
+        self.lock(lock_timeout)  # one lock for the whole run: SQLite has one writer anyway
+
+    def preflight(self, scripts: list[Script]) -> None:
+        pass
 
     def unlock(self) -> None:
         if self._lock_fd is not None:
