@@ -333,3 +333,24 @@ def test_idle_in_transaction_timeout_is_named(pg_db: str, role, pg_server, pg_ad
     )
     assert f"set for role {role} (ALTER ROLE … SET)" in str(error)
     assert f"ALTER ROLE {role} RESET idle_in_transaction_session_timeout" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("query", "said"),
+    [
+        ("sslmode=bogus", 'invalid sslmode value: "bogus"'),
+        ("target_session_attrs=bogus", 'invalid target_session_attrs value: "bogus"'),
+        ("port=x", 'invalid integer value "x" for connection option "port"'),
+    ],
+)
+@pytest.mark.parametrize("command", [("status",), ("migrate",), ("wait", "--timeout", "30")])
+def test_a_parameter_libpq_cannot_use_is_a_usage_error_at_once(
+    pg_db: str, sql_root: Path, query: str, said: str, command: tuple[str, ...]
+) -> None:
+    url = f"{pg_db}&{query}"
+    started = time.monotonic()
+    r = run_cli(*command, "-d", url, *(("--sql-dir", str(sql_root)) if command[0] != "wait" else ()))
+    assert r.code == 2, r.output
+    assert f"cannot use the PostgreSQL URL {redacted(url)}: {said}" in r.stderr
+    assert "fix that parameter" in r.stderr
+    assert time.monotonic() - started < 20  # not retried by wait

@@ -10,10 +10,11 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
 import pytest
-from conftest import PgServer, finish_cli, run_cli, spawn_cli, write_migrations
+from conftest import TEST_PASSWORD, WRONG_PASSWORD, PgServer, finish_cli, run_cli, spawn_cli, write_migrations
 from pgbouncer import pgbouncer
 
 MIGRATIONS = 8
@@ -305,3 +306,13 @@ def test_concurrent_builds_are_found_in_a_file(tmp_path: Path) -> None:
         IndexBuild("c_idx", reindex=False),
         IndexBuild("agor.d_idx", reindex=True),
     ]
+
+
+def test_wrong_password_through_pgbouncer_says_so(bouncers: dict[str, str], pg_db: str) -> None:
+    # PgBouncer words a refused password "SASL authentication failed", not "password authentication failed"
+    url = bouncers["transaction"].format(db=_dbname(pg_db))
+    bad = url.replace(quote(TEST_PASSWORD, safe=""), quote(WRONG_PASSWORD, safe=""))
+    assert bad != url
+    r = run_cli("status", "-d", bad)
+    assert r.code == 5, r.output
+    assert "authentication failed" in r.stderr and "the user name or password is wrong" in r.stderr

@@ -38,6 +38,11 @@ _BAD_OPTION = re.compile(
     r"invalid value for parameter|unrecognized configuration parameter|parameter \S+ cannot be (changed|set)",
     re.IGNORECASE,
 )
+# libpq's own wording for a connection parameter it cannot use (?sslmode=bogus, port=x): waiting or
+# retrying cannot fix it, so it is a usage error
+_BAD_CLIENT_OPTION = re.compile(
+    r"invalid [\w ]+ value|invalid integer value .* for connection option|invalid port number", re.IGNORECASE
+)
 _HOST_FAILURE = re.compile(r"^- host: '([^']*)', port: '([^']*)'.*failed: (?:FATAL: +)?(.*)$")
 
 
@@ -134,13 +139,19 @@ def connect_failed(url: DatabaseUrl, exc: BaseException) -> AgorDbError:
             f"cannot use the connection service of {url.display}: {text}",
             hint="define it in the service file (PGSERVICEFILE, else ~/.pg_service.conf) or fix its name",
         )
+    if _BAD_CLIENT_OPTION.search(text) and not _BAD_OPTION.search(text):
+        return UrlError(
+            f"cannot use the PostgreSQL URL {url.display}: {_after_fatal(text).removeprefix('connection is bad: ')}",
+            hint="fix that parameter in the URL or keyword string (or the PG* environment variable that sets it)",
+        )
     if _BAD_OPTION.search(text):
         return UrlError(
             f"the server refused a setting in the connection options of {url.display}: {_after_fatal(text)}",
             hint="fix the options=-c name=value part of the URL (or PGOPTIONS); the setting's name or value is wrong",
         )
     hint = "check that the server is running and the host, port and credentials are right"
-    if "password authentication failed" in lowered or "no password supplied" in lowered:
+    # "SASL authentication failed" is PgBouncer's wording for a wrong password
+    if "authentication failed" in lowered or "no password supplied" in lowered:
         hint = "the user name or password is wrong"
     elif "does not exist" in lowered and "database" in lowered:
         hint = "create the database first (createdb NAME, or CREATE DATABASE NAME)"
