@@ -184,12 +184,22 @@ def compare(path: Path, rendered: str) -> Staleness | None:
     except (OSError, UnicodeDecodeError):
         return Staleness(path, 1, "(unreadable)", rendered.splitlines()[0] if rendered else None)
     built = rendered.splitlines()
+    first: Staleness | None = None
     for n in range(max(len(committed), len(built))):
         a = committed[n] if n < len(committed) else None
         b = built[n] if n < len(built) else None
-        if a != b:
-            return Staleness(path, n + 1, a, b)
-    return None
+        if a == b:
+            continue
+        found = Staleness(path, n + 1, a, b)
+        # a changed header comment (the folder's top version) says little: show the first schema line
+        if not _is_comment(a) or not _is_comment(b):
+            return found
+        first = first or found
+    return first
+
+
+def _is_comment(line: str | None) -> bool:
+    return line is not None and line.lstrip().startswith("--")
 
 
 def describe(stale: Staleness, label: str, command: str) -> str:
