@@ -155,6 +155,23 @@ def test_lock_queue_never_stalls_readers(pg_db: str, sql_root: Path, pg_admin_of
     assert r.code == 0 and "applied 0002_add.sql" in r.stdout, r.output
 
 
+def test_lock_timeout_bounds_the_last_statement_wait(pg_db: str, sql_root: Path) -> None:
+    """A statement lock timeout longer than what is left of --lock-timeout is cut to what is left."""
+    write_migrations(sql_root, "postgres", {"0001_t.sql": "CREATE TABLE t (id INTEGER);\n"})
+    assert run_cli("migrate", "-d", pg_db, "--sql-dir", str(sql_root)).code == 0
+    write_migrations(sql_root, "postgres", {"0002_add.sql": "ALTER TABLE t ADD COLUMN c INTEGER;\n"})
+    with psycopg.connect(pg_db, autocommit=True) as blocker:
+        _blocker_reads(blocker)
+        started = time.monotonic()
+        args = ["migrate", "-d", pg_db, "--sql-dir", str(sql_root), "--lock-timeout", "1"]
+        code, _out, err = finish_cli(spawn_cli([*args, "--statement-lock-timeout", "20"]))
+        took = time.monotonic() - started
+        blocker.execute("ROLLBACK")
+    assert code == 4, err
+    assert "gave up on 0002_add.sql after 1s" in err
+    assert took < 8, f"--lock-timeout 1 took {took:.1f}s (the 20 s statement lock timeout was not cut)"
+
+
 def _cic_files(root: Path, rows: int) -> None:
     write_migrations(
         root,

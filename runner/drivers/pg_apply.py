@@ -104,6 +104,7 @@ class Applier:
         self._watcher: psycopg.Connection[Any] | None = None
         self._told: tuple[Blocker, ...] | None = None
         self._opening = transaction_settings(driver.statement_lock_timeout, driver.conn.info.server_version)
+        self._deadline = 0.0
 
     def close(self) -> None:
         if self._watcher is not None:
@@ -114,7 +115,7 @@ class Applier:
 
     def apply(self, script: Script, how: How) -> AppliedMigration | None:
         """Apply ``script`` or, if another runner did meanwhile, return None."""
-        deadline = time.monotonic() + self.d.lock_timeout
+        deadline = self._deadline = time.monotonic() + self.d.lock_timeout
         tries = 0
         while True:
             tries += 1
@@ -151,7 +152,11 @@ class Applier:
         read sees whatever the previous holder of the lock committed."""
         cur = self.d.conn.cursor()
         journal = _JOURNAL_ROW.format(journal=self.d.journal, version=int(script.migration.version))
-        cur.execute(f"BEGIN ISOLATION LEVEL READ COMMITTED; {self._opening}; {journal}".encode(), prepare=False)
+        opening = self._opening
+        left = self._deadline - time.monotonic()
+        if left < self.d.statement_lock_timeout:  # the last try may not wait past --lock-timeout
+            opening = transaction_settings(max(left, 0.001), self.d.conn.info.server_version)
+        cur.execute(f"BEGIN ISOLATION LEVEL READ COMMITTED; {opening}; {journal}".encode(), prepare=False)
         cur.nextset()
         row = cur.fetchone()
         assert row is not None
