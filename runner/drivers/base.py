@@ -6,10 +6,10 @@ import re
 from collections.abc import Callable
 from typing import Protocol
 
-from ..errors import MigrationFailed
-from ..models import AppliedMigration, How, Script, Statement
-from ..source import LEADING_COMMENTS
-from ..urls import DatabaseUrl
+from ..core.errors import MigrationFailed
+from ..core.models import AppliedMigration, How, Script, Statement
+from ..core.source import LEADING_COMMENTS
+from ..core.urls import DatabaseUrl
 
 JOURNAL_TABLE = "agor_migrations"
 

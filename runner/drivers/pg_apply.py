@@ -33,9 +33,9 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import pq
 
-from ..errors import AgorDbError, DatabaseUnavailable, DriftError, LockTimeout, MigrationFailed
-from ..models import AppliedMigration, How, Script
-from ..urls import redact
+from ..core.errors import AgorDbError, DatabaseUnavailable, DriftError, LockTimeout, MigrationFailed
+from ..core.models import AppliedMigration, How, Script
+from ..core.urls import redact
 from .base import controls_transaction, transaction_control_refused
 from .pg_diagnosis import session_cause
 from .pg_indexes import index_builds, invalid_built, invalid_leftovers, unfinished_builds

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import sql
 
-from ..errors import AgorDbError, DatabaseError, DatabaseUnavailable, LockTimeout
-from ..models import AppliedMigration, How, Script
-from ..urls import DatabaseUrl, redact
+from ..core.errors import AgorDbError, DatabaseError, DatabaseUnavailable, LockTimeout
+from ..core.models import AppliedMigration, How, Script
+from ..core.urls import DatabaseUrl, redact
 from .base import JOURNAL_TABLE, statement_failed
 from .pg_diagnosis import GUARD_SQL, SessionFacts, bad_conninfo, connect_failed, read_only, session_cause, standby
 

@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING, Any
 
 import apsw
 
-from ..errors import AgorDbError, DatabaseError, DatabaseUnavailable, LockTimeout, MigrationFailed
-from ..models import AppliedMigration, How, Script
+from ..core.errors import AgorDbError, DatabaseError, DatabaseUnavailable, LockTimeout, MigrationFailed
+from ..core.models import AppliedMigration, How, Script
 
 if TYPE_CHECKING:
-    from ..adopt import Assessment
-from ..urls import DEFAULT_SQLITE_PATH, DatabaseUrl
+    from ..schema.adopt import Assessment
+from ..core.urls import DEFAULT_SQLITE_PATH, DatabaseUrl
 from .base import JOURNAL_TABLE, controls_transaction, statement_failed, transaction_control_refused
 
 JOURNAL_DDL = f"""
@@ -212,7 +212,7 @@ class SqliteDriver:
     def adopt(self, assessment: Assessment, *, repair: bool) -> tuple[list[AppliedMigration], list[str]]:
         """Create the journal, repair cosmetic differences and record the adopted steps, in one
         transaction: either all of it happens or none of it."""
-        from ..adopt import perform
+        from ..schema.adopt import perform
 
         conn = self._c()
         now = now_ms()

@@ -3,7 +3,7 @@
 ``schema`` prints a live database's normalised model. ``check`` proves the two migration folders
 build the same schema: it lints the folders (names, pairing after the baseline, the pinned archive,
 SQL of the wrong dialect), applies each folder to a scratch database with the real runner, and
-compares the results under the type map minus the reviewed differences (runner/schema.py).
+compares the results under the type map minus the reviewed differences (runner/schema/model.py).
 Registered on the shared typer app; heavy imports stay inside the command bodies.
 """
 
@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .cli import EXIT_CODES, DatabaseUrlOpt, Session, SqlDirOpt, app, run
-from .errors import AgorDbError, DatabaseError, DatabaseUnavailable, ExitCode, UsageError
-from .scratch import postgres_schema, sqlite_schema
-from .source import FILE_NAME, blank_comments_and_strings, checksum
-from .urls import DatabaseUrl, redact
+from ..core.errors import AgorDbError, DatabaseError, DatabaseUnavailable, ExitCode, UsageError
+from ..core.source import FILE_NAME, blank_comments_and_strings, checksum
+from ..core.urls import DatabaseUrl, redact
+from ..schema.scratch import postgres_schema, sqlite_schema
+from .app import EXIT_CODES, DatabaseUrlOpt, Session, SqlDirOpt, app, run
 
 if TYPE_CHECKING:
-    from .schema import Schema
+    from ..schema.model import Schema
 
 ARCHIVE_FILE = "sqlite-archive.json"
 BASELINE = 10  # sql/postgres starts here; from here on version V is the same schema in both folders
@@ -195,8 +195,8 @@ class LintLines:
 
 
 def _lint(root: Path, folders: dict[str, list[FolderFile]], blocked: set[str]) -> LintLines:
-    """The safety lint of every pair after the baseline (runner/lint.py), as check's lines."""
-    from .lint import INVALID, WARNING, lint_pairs
+    """The safety lint of every pair after the baseline (runner/schema/lint.py), as check's lines."""
+    from ..schema.lint import INVALID, WARNING, lint_pairs
 
     report = lint_pairs(
         root,
@@ -214,8 +214,8 @@ def _lint(root: Path, folders: dict[str, list[FolderFile]], blocked: set[str]) -
 
 
 def run_check(root: Path, server: DatabaseUrl, *, write: bool = False) -> CheckResult:
-    from .schema import TYPE_MAP, diff, load_differences, load_kinds
-    from .snapshot import reconcile
+    from ..schema.model import TYPE_MAP, diff, load_differences, load_kinds
+    from ..schema.snapshot import reconcile
 
     problems: list[str] = []
     folders: dict[str, list[FolderFile]] = {}
@@ -298,8 +298,8 @@ def schema(
     """
 
     def body(s: Session) -> int:
-        from .schema import load_kinds, render, to_json
-        from .source import sql_root
+        from ..core.source import sql_root
+        from ..schema.model import load_kinds, render, to_json
 
         url = s.url(database_url)
         kinds = load_kinds(sql_root(sql_dir))
@@ -317,10 +317,10 @@ def schema(
 
 
 def _read_live(url: DatabaseUrl, kinds: Any) -> Schema:
-    from .schema import introspect_postgres, introspect_sqlite
+    from ..schema.model import introspect_postgres, introspect_sqlite
 
     if url.dialect == "postgres":
-        from .drivers.postgres import connect
+        from ..drivers.postgres import connect
 
         conn = connect(url)
         try:
@@ -387,7 +387,7 @@ def check(
     """
 
     def body(s: Session) -> int:
-        from .source import sql_root
+        from ..core.source import sql_root
 
         url = s.url(database_url)
         if url.dialect != "postgres":

@@ -13,11 +13,12 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from . import __version__, interrupts
-from .core import Reporter
-from .errors import AgorDbError, ExitCode, UsageError
+from .. import __version__
+from ..core import interrupts
+from ..core.errors import AgorDbError, ExitCode, UsageError
+from ..core.migrate import Reporter
+from ..core.urls import DatabaseUrl, redact, resolve_url
 from .output import Output
-from .urls import DatabaseUrl, redact, resolve_url
 
 EXIT_CODES = """\b
 Exit codes:
@@ -209,9 +210,9 @@ def migrate(
     """
 
     def body(s: Session) -> int:
-        from . import core
-        from .direct_url import resolve_direct_url
-        from .source import sql_root
+        from ..core import migrate as core
+        from ..core.direct_url import resolve_direct_url
+        from ..core.source import sql_root
 
         direct = resolve_direct_url(direct_url)
         if direct is not None:
@@ -280,7 +281,7 @@ class _MigrateReporter(Reporter):
 
 
 def _dry_run(s: Session, url: DatabaseUrl, root: Path, options: Any) -> int:
-    from . import core
+    from ..core import migrate as core
 
     seen = core.inspect(url, root, options)
     plan = seen.plan
@@ -324,8 +325,8 @@ def status(
     """
 
     def body(s: Session) -> int:
-        from . import core
-        from .source import sql_root
+        from ..core import migrate as core
+        from ..core.source import sql_root
 
         url = s.url(database_url)
         seen = core.inspect(url, sql_root(sql_dir), core.RunOptions())
@@ -410,8 +411,8 @@ def new(
     """
 
     def body(s: Session) -> int:
-        from .scaffold import new_pair, next_stem, refresh_snapshots
-        from .source import sql_root
+        from ..core.source import sql_root
+        from ..ops.scaffold import new_pair, next_stem, refresh_snapshots
 
         root = sql_root(sql_dir)
         stem = next_stem(root, name)
@@ -487,4 +488,4 @@ if __name__ == "__main__":  # pragma: no cover
 
 
 # Command groups living in their own modules register themselves on `app` when imported.
-from . import cli_copy, cli_ops, cli_schema  # noqa: E402, F401
+from . import copy, ops, schema  # noqa: E402, F401

@@ -9,9 +9,9 @@ from typing import Annotated, Any
 
 import typer
 
-from .cli import EXIT_CODES, LockTimeoutOpt, Session, SqlDirOpt, app, run
-from .copier import Progress
-from .urls import parse_url, redact
+from ..copy.run import Progress
+from ..core.urls import parse_url, redact
+from .app import EXIT_CODES, LockTimeoutOpt, Session, SqlDirOpt, app, run
 
 COPY_EXIT_CODES = EXIT_CODES.rstrip() + "\n  130 interrupted (Ctrl-C): the copy was rolled back\n"
 
@@ -26,7 +26,7 @@ def _source_url(flag: str | None) -> Any:
 
 
 def _target_url(flag: str | None) -> Any:
-    from .errors import UsageError
+    from ..core.errors import UsageError
 
     if flag:
         return parse_url(flag, "--to")
@@ -91,10 +91,10 @@ def copy(
     """
 
     def body(s: Session) -> int:
-        from .copier import CopyOptions, copy_outcome
-        from .copy_convert import Policies
-        from .errors import UsageError
-        from .source import sql_root
+        from ..copy.convert import Policies
+        from ..copy.run import CopyOptions, copy_outcome
+        from ..core.errors import UsageError
+        from ..core.source import sql_root
 
         def choice(flag: str, value: str, allowed: tuple[str, ...]) -> Any:
             if value not in allowed:

@@ -21,7 +21,7 @@ _BOM = b"\xef\xbb\xbf"
 
 def bundled_sql_root() -> Path:
     """The ``sql/`` folder shipped in the wheel, or the checkout's ``sql/`` when run from source."""
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]  # the package folder: this module is in agor_db/core/
     for candidate in (here / "sql", here.parent / "sql"):
         if (candidate / "sqlite").is_dir() or (candidate / "postgres").is_dir():
             return candidate

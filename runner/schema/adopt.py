@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .errors import AgorDbError, DatabaseError, ExitCode, MigrationFileError, UsageError
-from .models import Migration
-from .schema import Schema, Table, introspect_sqlite, load_kinds, normalise_default
+from ..core.errors import AgorDbError, DatabaseError, ExitCode, MigrationFileError, UsageError
+from ..core.models import Migration
+from .model import Schema, Table, introspect_sqlite, load_kinds, normalise_default
 
 UPSTREAM_FILE = "sqlite-upstream.json"
 LEGACY_JOURNAL = "__drizzle_migrations"
@@ -127,7 +127,7 @@ def build_references(migrations: list[Migration], sql_root: Path) -> list[Refere
     """Apply every archived step to an in-memory database and keep the schema after each."""
     import apsw
 
-    from .source import parse
+    from ..core.source import parse
 
     kinds = load_kinds(sql_root)
     conn = apsw.Connection(":memory:")

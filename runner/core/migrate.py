@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .drivers import open_driver
-from .drivers.base import Driver
+from ..drivers import open_driver
+from ..drivers.base import Driver
 from .errors import DriftError, UsageError
 from .models import AppliedMigration, Migration, Plan, Script
 from .plan import make_plan
@@ -19,7 +19,7 @@ from .source import dialect_dir, list_migrations, parse
 from .urls import DatabaseUrl
 
 if TYPE_CHECKING:
-    from .adopt import Assessment
+    from ..schema.adopt import Assessment
 
 DEFAULT_LOCK_TIMEOUT = 60.0
 DEFAULT_STATEMENT_LOCK_TIMEOUT = 3.0  # PostgreSQL: how long one statement may wait for a table lock
@@ -148,14 +148,14 @@ def _assess_legacy(driver: Driver, migrations: list[Migration], root: Path, opti
     """A SQLite database with tables but no journal was made by someone else: find out what it has."""
     if driver.dialect != "sqlite" or driver.journal_exists() or not driver.table_names():
         return None
-    from .adopt import assess
+    from ..schema.adopt import assess
 
     return assess(getattr(driver, "conn"), migrations, root, adopt_as=options.adopt_as)  # noqa: B009
 
 
 def _adopt(driver: Driver, assessment: Assessment, options: RunOptions, report: Reporter) -> list[AppliedMigration]:
-    from .adopt import backup
-    from .drivers.sqlite import SqliteDriver
+    from ..drivers.sqlite import SqliteDriver
+    from ..schema.adopt import backup
 
     assert isinstance(driver, SqliteDriver) and driver.conn is not None
     if options.backup:
