@@ -87,7 +87,7 @@ def main() -> None:
             code = _noop_migrate(argv[1:])
             if code is not None:
                 sys.exit(code)
-        from .cli.app import main as cli_main
+        from .cli.main import main as cli_main
     except KeyboardInterrupt as exc:
         # Also a stop request while the CLI is still being imported (a second or more on a busy host):
         # nothing has been touched yet; same message and exit code as the full CLI.
