@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 from .core.errors import DatabaseUnavailable
+from .core.models import JOURNAL_TABLE
 from .core.urls import DatabaseUrl
-from .drivers.base import JOURNAL_TABLE
 
 # Test hook: look for libpq only in this directory (tests point it at an empty one to simulate
 # a missing libpq). Not meant for users.

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..core.errors import AgorDbError, DatabaseError, DatabaseUnavailable, ExitCode, UsageError
-from ..core.source import FILE_NAME, blank_comments_and_strings, checksum
+from ..core.source import FILE_NAME, checksum
+from ..core.sqltext import blank_comments_and_strings
 from ..core.urls import DatabaseUrl, redact
 from ..schema.scratch import postgres_schema, sqlite_schema
 from .app import EXIT_CODES, DatabaseUrlOpt, Session, SqlDirOpt, app, run

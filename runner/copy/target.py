@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.errors import AgorDbError
-from ..drivers.base import JOURNAL_TABLE
+from ..core.models import JOURNAL_TABLE
 
 RUNS_TABLE = "agor_copy_runs"
 INTERNAL_TARGET_TABLES = frozenset({JOURNAL_TABLE, RUNS_TABLE})

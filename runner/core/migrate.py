@@ -119,7 +119,7 @@ def migrate(
         assessment = _assess_legacy(driver, migrations, root, options)
         if assessment is not None:
             report.assessed(assessment)
-            adopted = _adopt(driver, assessment, options, report)
+            adopted = _adopt(url, driver, assessment, options, report)
         plan = _plan(driver, migrations, options)
         raise_for_problems(plan)
         scripts = parse_pending(migrations, plan)
@@ -148,25 +148,26 @@ def _assess_legacy(driver: Driver, migrations: list[Migration], root: Path, opti
     """A SQLite database with tables but no journal was made by someone else: find out what it has."""
     if driver.dialect != "sqlite" or driver.journal_exists() or not driver.table_names():
         return None
-    from ..schema.adopt import assess
+    from ..schema.adopt import assess  # the one upward import left: see docs/architecture.md
 
-    return assess(getattr(driver, "conn"), migrations, root, adopt_as=options.adopt_as)  # noqa: B009
+    return assess(driver.connection(), migrations, root, adopt_as=options.adopt_as)
 
 
-def _adopt(driver: Driver, assessment: Assessment, options: RunOptions, report: Reporter) -> list[AppliedMigration]:
-    from ..drivers.sqlite import SqliteDriver
-    from ..schema.adopt import backup
+def _adopt(
+    url: DatabaseUrl, driver: Driver, assessment: Assessment, options: RunOptions, report: Reporter
+) -> list[AppliedMigration]:
+    from ..schema.adopt import backup, perform
 
-    assert isinstance(driver, SqliteDriver) and driver.conn is not None
     if options.backup:
-        report.backed_up(backup(driver.path, driver.conn))
+        assert url.path is not None  # only SQLite files are assessed for adoption
+        report.backed_up(backup(url.path, driver.connection()))
     repair = options.repair and bool(assessment.repair)
     if assessment.repair and not options.repair:
         report.warn(
             f"--no-repair: {', '.join(assessment.repair)} keep their non-canonical form; later migrations "
             "that rebuild them will fix it, others may behave differently than on a canonical database"
         )
-    rows, repairs = driver.adopt(assessment, repair=repair)
+    rows, repairs = driver.adopt(assessment.adopt, lambda conn: perform(conn, assessment, repair=repair))
     report.adopted(rows, repairs)
     return rows
 

@@ -39,7 +39,7 @@ from ..core.urls import redact
 from .base import controls_transaction, transaction_control_refused
 from .pg_diagnosis import session_cause
 from .pg_indexes import index_builds, invalid_built, invalid_leftovers, unfinished_builds
-from .postgres import LOCK_KEY
+from .pg_lock import LOCK_KEY
 
 if TYPE_CHECKING:
     from .postgres import PostgresDriver

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..core.errors import MigrationFailed
 from ..core.models import Script
-from ..core.source import LEADING_COMMENTS
+from ..core.sqltext import LEADING_COMMENTS
 
 _NAME = r'(?:"(?:[^"]|"")+"|[A-Za-z_][\w$]*)'
 _QUALIFIED = rf"{_NAME}(?:\s*\.\s*{_NAME})?"

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.errors import UsageError
 from ..core.models import Script
-from ..core.source import LEADING_COMMENTS
+from ..core.sqltext import LEADING_COMMENTS
 
 if TYPE_CHECKING:
     from .postgres import PostgresDriver

@@ -25,8 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core.models import Statement
-from ..core.source import blank_comments_and_strings, split_statements
+from ..core.sqltext import Statement, blank_comments_and_strings, split_statements
 
 SQUAWK_ENV = "AGOR_SQUAWK"
 SQUAWK_CONFIG = "squawk.toml"
