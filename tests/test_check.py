@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from agor_db.cli.schema import FolderFile, blank_comments_and_strings, lint_dialect
+from agor_db.core.sqltext import blank_comments_and_strings
+from agor_db.schema.check import FolderFile, lint_dialect
 from conftest import REPO, run_cli
 
 SQL = REPO / "sql"
