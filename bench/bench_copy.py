@@ -224,9 +224,9 @@ class Bench:
         url = self.admin.replace("/postgres?", f"/{name}?")
         if migrate:
             sys.path.insert(0, str(HERE.parent))
-            from agor_db import core
-            from agor_db.source import bundled_sql_root
-            from agor_db.urls import parse_url
+            from agor_db.core import migrate as core
+            from agor_db.core.source import bundled_sql_root
+            from agor_db.core.urls import parse_url
 
             core.migrate(parse_url(url), bundled_sql_root(), core.RunOptions())
         return url

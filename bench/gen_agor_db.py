@@ -181,9 +181,9 @@ def message_size(rng: random.Random, shape: str = "large") -> int:
 
 
 def create_schema(path: Path, sql_dir: str | None) -> None:
-    from agor_db import core
-    from agor_db.source import sql_root
-    from agor_db.urls import parse_url
+    from agor_db.core import migrate as core
+    from agor_db.core.source import sql_root
+    from agor_db.core.urls import parse_url
 
     core.migrate(parse_url(str(path)), sql_root(sql_dir), core.RunOptions())
 

@@ -91,7 +91,7 @@ def json_alternatives(tally: Tally, texts: list[str]) -> None:
     """What the JSON part costs with other means, on the same texts."""
     from json import dumps, loads
 
-    from agor_db.copy_convert import _DECODER, jsonb_text
+    from agor_db.copy.convert import _DECODER, jsonb_text
 
     for label, fn in (
         ("json: C loads only (no hooks)", lambda: [loads(t) for t in texts]),
@@ -104,11 +104,11 @@ def json_alternatives(tally: Tally, texts: list[str]) -> None:
 
 
 def table_parts(src: Any, pg: Any, pair: Any, tally: Tally) -> None:
-    from agor_db.copier import _writer
-    from agor_db.copy_convert import binary_copy_types, converter_for
-    from agor_db.copy_scan import orphan_sql
-    from agor_db.copy_schema import quote
-    from agor_db.copy_verify import RowHasher
+    from agor_db.copy.convert import binary_copy_types, converter_for
+    from agor_db.copy.run import _writer
+    from agor_db.copy.scan import orphan_sql
+    from agor_db.copy.target import quote
+    from agor_db.copy.verify import RowHasher
 
     table, source = pair.target, pair.source
     convs = tuple(converter_for(c, table.name) for c in pair.columns)
@@ -184,9 +184,9 @@ def table_parts(src: Any, pg: Any, pair: Any, tally: Tally) -> None:
 
 def server_parts(pg: Any, pairs: list[Any]) -> dict[str, float]:
     """Backend CPU of the index/FK rebuild and of the verification queries."""
-    from agor_db.copy_convert import converter_for
-    from agor_db.copy_schema import quote
-    from agor_db.copy_verify import server_digest_sql
+    from agor_db.copy.convert import converter_for
+    from agor_db.copy.target import quote
+    from agor_db.copy.verify import server_digest_sql
 
     pid = pg.info.backend_pid
     s0 = proc_cpu(pid)
@@ -206,7 +206,7 @@ def measure_parts(source: Path, url: str) -> tuple[Tally, dict[str, float]]:
     import apsw
     import psycopg
 
-    from agor_db.copy_schema import match, quote, read_source, read_target
+    from agor_db.copy.target import match, quote, read_source, read_target
 
     src = apsw.Connection(str(source), flags=apsw.SQLITE_OPEN_READONLY)
     src.execute("BEGIN")
@@ -229,9 +229,9 @@ def measure_parts(source: Path, url: str) -> tuple[Tally, dict[str, float]]:
 
 def real_copy(source: Path, url: str, profile: Path | None) -> dict[str, Any]:
     """One real copy in-process; the main thread's CPU during the pass, the phases."""
-    from agor_db.copier import CopyOptions, Progress, copy
-    from agor_db.source import bundled_sql_root
-    from agor_db.urls import parse_url
+    from agor_db.copy.run import CopyOptions, Progress, copy
+    from agor_db.core.source import bundled_sql_root
+    from agor_db.core.urls import parse_url
 
     marks: dict[str, float] = {}
 
@@ -292,9 +292,9 @@ def main(argv: list[str] | None = None) -> int:
     import pgserver
     import psycopg
 
-    from agor_db import core
-    from agor_db.source import bundled_sql_root
-    from agor_db.urls import parse_url
+    from agor_db.core import migrate as core
+    from agor_db.core.source import bundled_sql_root
+    from agor_db.core.urls import parse_url
 
     data = Path(tempfile.mkdtemp(prefix="agorprof"))
     server = pgserver.get_server(data, cleanup_mode="delete")

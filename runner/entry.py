@@ -28,16 +28,16 @@ def _noop_migrate(args: list[str]) -> int | None:
             if not value or value.startswith("-"):
                 return None
         given[flags[name]] = value
-    from .errors import DatabaseUnavailable
-    from .urls import DatabaseUrl, redact
+    from .core.errors import DatabaseUnavailable
+    from .core.urls import DatabaseUrl, redact
 
     url: DatabaseUrl | None = None
     try:
+        from .core.models import AppliedMigration
+        from .core.plan import make_plan
+        from .core.source import dialect_dir, list_migrations, sql_root
+        from .core.urls import resolve_url
         from .drivers import open_driver
-        from .models import AppliedMigration
-        from .plan import make_plan
-        from .source import dialect_dir, list_migrations, sql_root
-        from .urls import resolve_url
 
         url = resolve_url(given.get("url"))
         if url.dialect == "sqlite" and (url.is_memory or url.path is None or not url.path.is_file()):
@@ -79,7 +79,7 @@ def _noop_migrate(args: list[str]) -> int | None:
 def main() -> None:
     argv = sys.argv[1:]
     try:
-        from . import interrupts
+        from .core import interrupts
 
         interrupts.install()  # SIGTERM like Ctrl-C (exit 143), also as PID 1
         if argv[:1] == ["migrate"] and not os.environ.get("AGOR_DB_NO_FASTPATH"):
@@ -87,11 +87,11 @@ def main() -> None:
             code = _noop_migrate(argv[1:])
             if code is not None:
                 sys.exit(code)
-        from .cli import main as cli_main
+        from .cli.main import main as cli_main
     except KeyboardInterrupt as exc:
         # Also a stop request while the CLI is still being imported (a second or more on a busy host):
         # nothing has been touched yet; same message and exit code as the full CLI.
-        from . import interrupts
+        from .core import interrupts
 
         print(f"error: {interrupts.describe(exc)}; nothing was changed", file=sys.stderr, flush=True)
         sys.exit(int(interrupts.exit_code(exc)))

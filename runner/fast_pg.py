@@ -22,9 +22,9 @@ import os
 import time
 from pathlib import Path
 
-from .drivers.base import JOURNAL_TABLE
-from .errors import DatabaseUnavailable
-from .urls import DatabaseUrl
+from .core.errors import DatabaseUnavailable
+from .core.models import JOURNAL_TABLE
+from .core.urls import DatabaseUrl
 
 # Test hook: look for libpq only in this directory (tests point it at an empty one to simulate
 # a missing libpq). Not meant for users.

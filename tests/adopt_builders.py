@@ -1,7 +1,7 @@
 """Builders for drizzle-era SQLite databases that the shared fixtures do not cover.
 
 Everything is derived from facts, not copied from a real file: the canonical DDL of each step comes
-from applying ``sql/sqlite`` in memory (agor_db.adopt.build_references), the bootstrap-era DDL is that
+from applying ``sql/sqlite`` in memory (agor_db.schema.adopt.build_references), the bootstrap-era DDL is that
 DDL rewritten the way Agor's old hand-written bootstrap spelled it (issue 5), the legacy journal rows
 use the `when`s and hashes of ``sql/sqlite-upstream.json``, and the rows come from the shared
 fixtures (copied with ATTACH, read-only).
@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import apsw
-from agor_db.adopt import Reference, build_references
-from agor_db.source import dialect_dir, list_migrations, parse
+from agor_db.schema.adopt import Reference, build_references
+from agor_db.core.source import dialect_dir, list_migrations, parse
 from conftest import AGOR_TABLES
 
 REPO = Path(__file__).resolve().parent.parent
@@ -263,7 +263,7 @@ def health(path: Path) -> tuple[str, list[tuple[Any, ...]]]:
 
 
 def schema_fingerprint(path: Path) -> str:
-    from agor_db.schema import fingerprint, introspect_sqlite, load_kinds
+    from agor_db.schema.model import fingerprint, introspect_sqlite, load_kinds
 
     conn = connect_ro(path)
     try:

@@ -22,7 +22,7 @@ from typing import Any
 import adopt_builders as b
 import apsw
 import pytest
-from agor_db.source import dialect_dir, list_migrations
+from agor_db.core.source import dialect_dir, list_migrations
 from conftest import CliResult, run_cli
 
 ALL = [0, 1, 2, 3, 4, 5, 8, 9, 10]
@@ -73,8 +73,8 @@ def app_columns(path: Path) -> dict[str, list[str]]:
 @pytest.fixture(scope="module")
 def fresh(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A database agor-db migrated from nothing: the canonical schema every adopted file must end with."""
-    from agor_db import core
-    from agor_db.urls import parse_url
+    from agor_db.core import migrate as core
+    from agor_db.core.urls import parse_url
 
     path = tmp_path_factory.mktemp("fresh") / "fresh.db"
     core.migrate(parse_url(f"sqlite://{path}"), b.SQL, core.RunOptions())
@@ -647,7 +647,7 @@ STRUCTURAL = {
 
 
 def _assess(ddl: list[str]) -> tuple[apsw.Connection, Any]:
-    from agor_db.adopt import assess
+    from agor_db.schema.adopt import assess
 
     conn = apsw.Connection(":memory:")
     for st in ddl:
@@ -657,8 +657,8 @@ def _assess(ddl: list[str]) -> tuple[apsw.Connection, Any]:
 
 @pytest.mark.parametrize("case", list(COSMETIC))
 def test_each_cosmetic_difference_alone_is_repaired_to_canonical(case: str) -> None:
-    from agor_db.adopt import perform
-    from agor_db.schema import fingerprint, introspect_sqlite, load_kinds
+    from agor_db.schema.adopt import perform
+    from agor_db.schema.model import fingerprint, introspect_sqlite, load_kinds
 
     table, old, new, drop, fragment = COSMETIC[case]
     conn, a = _assess(_one_change(table, old, new, drop))
@@ -678,7 +678,7 @@ def test_each_cosmetic_difference_alone_is_repaired_to_canonical(case: str) -> N
 
 @pytest.mark.parametrize("case", list(STRUCTURAL))
 def test_each_structural_difference_alone_is_refused(case: str) -> None:
-    from agor_db.adopt import AdoptionRefused
+    from agor_db.schema.adopt import AdoptionRefused
 
     table, old, new, fragment = STRUCTURAL[case]
     with pytest.raises(AdoptionRefused) as err:

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from agor_db.cli_schema import FolderFile, blank_comments_and_strings, lint_dialect
+from agor_db.core.sqltext import blank_comments_and_strings
+from agor_db.schema.check import FolderFile, lint_dialect
 from conftest import REPO, run_cli
 
 SQL = REPO / "sql"
@@ -177,7 +178,7 @@ def test_dialect_lint_ignores_comments_and_strings(tmp_path: Path) -> None:
 
 
 def test_defaults_compare_by_value_under_the_kind() -> None:
-    from agor_db.schema import normalise_default
+    from agor_db.schema.model import normalise_default
 
     assert normalise_default("0", "boolean") == normalise_default("false", "boolean") == "false"
     assert normalise_default("true", "boolean") == "true"
@@ -199,8 +200,8 @@ def test_snapshots_round_trip(pg_db: str, tmp_path: Path) -> None:
     import apsw
     import psycopg
 
-    from agor_db.schema import canonical, introspect_postgres, introspect_sqlite
-    from agor_db.snapshot import render_postgres, render_sqlite
+    from agor_db.schema.model import canonical, introspect_postgres, introspect_sqlite
+    from agor_db.schema.snapshot import render_postgres, render_sqlite
 
     pg_text = (SQL / "schema" / "postgres.sql").read_text()
     top = pg_text.split("builds up to ", 1)[1].split(",", 1)[0]
@@ -216,8 +217,8 @@ def test_snapshots_round_trip(pg_db: str, tmp_path: Path) -> None:
     lite.close()
 
     # and the same model the folders build with the real runner
-    from agor_db.scratch import sqlite_schema
-    from agor_db.schema import load_kinds
+    from agor_db.schema.scratch import sqlite_schema
+    from agor_db.schema.model import load_kinds
 
     built, _text = sqlite_schema(SQL, load_kinds(SQL))
     assert canonical(from_lite, cosmetic=True) == canonical(built, cosmetic=True)
@@ -284,7 +285,7 @@ def _pair(root: Path, name: str, sqlite: str, postgres: str) -> None:
 
 
 def test_check_fails_on_an_unsafe_pair_and_prints_warnings(tmp_path: Path, pg_db: str) -> None:
-    from agor_db.lint import find_squawk
+    from agor_db.schema.lint import find_squawk
 
     if find_squawk() is None:
         pytest.skip("squawk (PyPI squawk-cli) is not installed")
@@ -431,7 +432,7 @@ def test_postgres_snapshot_round_trips_what_later_migrations_may_add(pg_db: str)
     empty schema, rendered again, identical."""
     import psycopg
 
-    from agor_db.snapshot import render_postgres
+    from agor_db.schema.snapshot import render_postgres
 
     with psycopg.connect(pg_db, autocommit=True) as conn:
         conn.execute("CREATE SCHEMA a; CREATE SCHEMA b; SET search_path = a")
@@ -455,7 +456,7 @@ def test_postgres_snapshot_round_trips_what_later_migrations_may_add(pg_db: str)
 def test_sqlite_snapshot_round_trips_views_and_triggers(tmp_path: Path) -> None:
     import apsw
 
-    from agor_db.snapshot import render_sqlite
+    from agor_db.schema.snapshot import render_sqlite
 
     one = apsw.Connection(str(tmp_path / "one.db"))
     one.execute(

@@ -13,9 +13,9 @@ import psycopg
 import pytest
 from conftest import REPO, run_cli
 
-from agor_db import core
-from agor_db.source import bundled_sql_root
-from agor_db.urls import parse_url
+from agor_db.core import migrate as core
+from agor_db.core.source import bundled_sql_root
+from agor_db.core.urls import parse_url
 
 TABLES = (
     "users", "boards", "repos", "worktrees", "sessions", "tasks", "messages",

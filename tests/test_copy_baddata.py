@@ -11,14 +11,14 @@ import psycopg
 import pytest
 from conftest import run_cli
 
-from agor_db import core
-from agor_db.copier import CopyOptions, copy
-from agor_db.copy_convert import Converter, Policies
-from agor_db.copy_json import jsonb_text
-from agor_db.copy_scan import BadData
-from agor_db.copy_schema import Column
-from agor_db.source import bundled_sql_root
-from agor_db.urls import parse_url
+from agor_db.core import migrate as core
+from agor_db.copy.run import CopyOptions, copy
+from agor_db.copy.convert import Converter, Policies
+from agor_db.copy.json import jsonb_text
+from agor_db.copy.scan import BadData
+from agor_db.copy.target import Column
+from agor_db.core.source import bundled_sql_root
+from agor_db.core.urls import parse_url
 
 T0 = 1_762_030_000_000
 U, B, R, W, S, TK, M, MS = ("u" * 8, "b" * 8, "r" * 8, "w" * 8, "s" * 8, "t" * 8, "m" * 8, "x" * 8)

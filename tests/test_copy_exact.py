@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_copy_baddata import MS, T0, S, W, base_source, counts, message, run_copy
 
-from agor_db.copy_json import JsonOracle, jsonb_text, strip_nul
-from agor_db.copy_scan import BadData
+from agor_db.copy.json import JsonOracle, jsonb_text, strip_nul
+from agor_db.copy.scan import BadData
 
 # -- generated JSON text: every number form, escape and code-point class, duplicate keys ---------------
 
@@ -369,9 +369,9 @@ def conn_dump(url: str) -> object:
 
 
 def test_long_values_are_hashed_in_chunks_to_the_same_digest(monkeypatch):
-    from agor_db import copy_verify
-    from agor_db.copy_convert import Converter
-    from agor_db.copy_schema import Column
+    from agor_db.copy import verify as copy_verify
+    from agor_db.copy.convert import Converter
+    from agor_db.copy.target import Column
 
     convs = (
         Converter(Column("id", "text", None, True, False), "text"),

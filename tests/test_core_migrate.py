@@ -69,7 +69,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Path, sql_root: Path) -> Db:
 
 
 def _checksum(path: Path) -> str:
-    from agor_db.source import checksum
+    from agor_db.core.source import checksum
 
     return checksum(path.read_bytes())
 

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from conftest import TEST_PASSWORD, WRONG_PASSWORD, PgServer, run_cli, write_migrations
 
-from agor_db.drivers.postgres import LOCK_KEY
+from agor_db.drivers.pg_lock import LOCK_KEY
 
 
 def test_unreachable_server(sql_root: Path) -> None:

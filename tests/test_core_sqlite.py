@@ -13,8 +13,8 @@ import apsw
 import pytest
 from conftest import run_cli, run_cli_as_nobody, write_migrations
 
-from agor_db.core import RunOptions, migrate
-from agor_db.urls import parse_url
+from agor_db.core.migrate import RunOptions, migrate
+from agor_db.core.urls import parse_url
 
 PARENT_CHILD = """
 CREATE TABLE parent (id TEXT PRIMARY KEY, name TEXT NOT NULL);
@@ -50,7 +50,7 @@ def test_rebuild_never_cascades_even_with_foreign_keys_on(tmp_path: Path, sql_ro
 
     # Drive the driver on a connection that runs with foreign_keys=ON, as Agor's own connections do.
     from agor_db.drivers.sqlite import SqliteDriver
-    from agor_db.source import list_migrations, parse
+    from agor_db.core.source import list_migrations, parse
 
     driver = SqliteDriver(url)
     assert driver.conn is not None

@@ -322,7 +322,7 @@ def test_dockerignore_sends_what_the_dockerfile_copies_and_nothing_else():
     for src in sources:
         assert (REPO / src).exists(), src
         assert src in included, f"{src} is copied by the Dockerfile but excluded by .dockerignore"
-    assert "runner/wait.py" in included
+    assert "runner/ops/wait.py" in included
     assert any(p.startswith("sql/postgres/") and p.endswith(".sql") for p in included)
     for unwanted in (".git", "tests", "bench", ".venv", "agor_db.egg-info", "Justfile"):
         assert not any(p == unwanted or p.startswith(unwanted + "/") for p in included), unwanted

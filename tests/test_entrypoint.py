@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from agor_db.drivers.base import JOURNAL_TABLE
+from agor_db.core.models import JOURNAL_TABLE
 from conftest import REPO, SECRETS, write_migrations
 
 ENTRYPOINT = REPO / "docker" / "entrypoint.sh"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agor_db.lint import INVALID, WARNING, Finding, find_squawk, lint_pairs
+from agor_db.schema.lint import INVALID, WARNING, Finding, find_squawk, lint_pairs
 from conftest import REPO
 
 SQL = REPO / "sql"

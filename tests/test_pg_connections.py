@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from conftest import TEST_PASSWORD, PgServer, finish_cli, run_cli, spawn_cli, write_migrations
-from agor_db.urls import parse_url
+from agor_db.core.urls import parse_url
 from pg_cluster import PRIMARY_PORT, STANDBY_PORT, Cluster, cluster  # noqa: F401  (fixture)
 
 ONE = {"0001_a.sql": "CREATE TABLE a (id INTEGER);\n"}
@@ -293,7 +293,7 @@ def test_a_timeout_that_still_ends_something_is_named(pg_db: str, pg_admin_of): 
     """Outside agor-db's guarded transactions (a non-transactional statement, a wait in autocommit) the
     server's statement_timeout can still cancel: the message names it, where it is set, and the reset."""
     from agor_db.drivers.pg_diagnosis import SessionFacts, session_cause
-    from agor_db.errors import ExitCode
+    from agor_db.core.errors import ExitCode
 
     dbname = _dbname(pg_db)
     with pg_admin_of(pg_db) as conn:

@@ -305,7 +305,7 @@ def test_server_crash_mid_concurrent_build(sql_root: Path) -> None:
 
 def test_concurrent_builds_are_found_in_a_file(tmp_path: Path) -> None:
     from agor_db.drivers.pg_indexes import IndexBuild, index_builds
-    from agor_db.models import Migration, Script
+    from agor_db.core.models import Migration, Script
 
     text = (
         "-- transactional: false\n"

@@ -16,11 +16,11 @@ from urllib.parse import quote
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from agor_db.errors import MigrationFileError, UrlError
-from agor_db.models import AppliedMigration, Migration, Problem
-from agor_db.plan import make_plan
-from agor_db.source import checksum, list_migrations, parse
-from agor_db.urls import parse_url, redact, redact_url
+from agor_db.core.errors import MigrationFileError, UrlError
+from agor_db.core.models import AppliedMigration, Migration, Problem
+from agor_db.core.plan import make_plan
+from agor_db.core.source import checksum, list_migrations, parse
+from agor_db.core.urls import parse_url, redact, redact_url
 
 settings.register_profile("default", max_examples=120, deadline=None)
 settings.register_profile("thorough", max_examples=5000, deadline=None)

@@ -16,12 +16,12 @@ from typing import Any
 
 import apsw
 import pytest
-from agor_db import core
+from agor_db.core import migrate as core
 from agor_db.drivers.sqlite import SqliteDriver
-from agor_db.errors import MigrationFailed
-from agor_db.schema import introspect_sqlite, load_kinds
-from agor_db.source import list_migrations, parse
-from agor_db.urls import parse_url
+from agor_db.core.errors import MigrationFailed
+from agor_db.schema.model import introspect_sqlite, load_kinds
+from agor_db.core.source import list_migrations, parse
+from agor_db.core.urls import parse_url
 from conftest import AGOR_TABLES, REPO
 
 SQL = REPO / "sql"

@@ -16,7 +16,7 @@ import apsw
 import pytest
 from conftest import PgServer, run_cli, write_migrations
 
-from agor_db.urls import parse_url, redact
+from agor_db.core.urls import parse_url, redact
 
 ODD_PASSWORD = "pa?ss#w0rd-Rev"  # libpq accepts "?" and "#" unencoded in a URI's password
 

@@ -14,7 +14,7 @@ from urllib.parse import quote
 import pytest
 from conftest import SECRETS, TEST_PASSWORD, WRONG_PASSWORD, CliResult, PgServer, run_cli, write_migrations
 
-from agor_db.drivers.postgres import LOCK_KEY
+from agor_db.drivers.pg_lock import LOCK_KEY
 
 
 def _clean(r: CliResult) -> CliResult:

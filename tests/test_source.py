@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from agor_db.errors import MigrationFileError
-from agor_db.source import checksum, list_migrations, parse
+from agor_db.core.errors import MigrationFileError
+from agor_db.core.source import checksum, list_migrations, parse
 
 
 def _one(tmp_path: Path, body: str | bytes, name: str = "0001_x.sql") -> Path:

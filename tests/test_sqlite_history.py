@@ -2,7 +2,7 @@
 a fresh file equals the schema drizzle's own migrator left (../shared/spec), and the final one equals
 ../shared/fixtures/legacy-empty-0010.db.
 
-The schema is read here with raw PRAGMAs into the spec's own shape, independently of runner/schema.py,
+The schema is read here with raw PRAGMAs into the spec's own shape, independently of runner/schema/model.py,
 so a bug in the model cannot hide a wrong migration file.
 """
 
@@ -14,9 +14,9 @@ from typing import Any
 
 import apsw
 import pytest
-from agor_db import core
-from agor_db.schema import fingerprint, introspect_sqlite, load_kinds
-from agor_db.urls import parse_url
+from agor_db.core import migrate as core
+from agor_db.schema.model import fingerprint, introspect_sqlite, load_kinds
+from agor_db.core.urls import parse_url
 from conftest import REPO, SPEC, needs_shared, run_cli
 
 SQL = REPO / "sql"

@@ -7,8 +7,8 @@ from urllib.parse import quote
 
 import pytest
 
-from agor_db.errors import UrlError
-from agor_db.urls import parse_url, public_names, redact, redact_url, resolve_url
+from agor_db.core.errors import UrlError
+from agor_db.core.urls import parse_url, public_names, redact, redact_url, resolve_url
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from agor_db.wait import classify_postgres_error
+from agor_db.ops.wait import classify_postgres_error
 from conftest import SECRETS, WRONG_PASSWORD, run_cli, run_cli_as_nobody
 
 SLACK = 3.0  # seconds beyond --timeout: process start-up plus libpq's 2 s minimum connect timeout
@@ -259,8 +259,8 @@ def test_same_error_is_not_repeated_on_every_attempt(tmp_path):
 def test_sqlite_wait_does_not_import_psycopg(tmp_path):
     code = (
         "import sys\n"
-        "from agor_db.urls import parse_url\n"
-        "from agor_db.wait import wait_until_ready\n"
+        "from agor_db.core.urls import parse_url\n"
+        "from agor_db.ops.wait import wait_until_ready\n"
         f"wait_until_ready(parse_url({str(tmp_path / 'a.db')!r}), timeout=1, interval=0.1)\n"
         "print('psycopg' in sys.modules)\n"
     )

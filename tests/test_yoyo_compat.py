@@ -11,9 +11,9 @@ from typing import Any
 import apsw
 import psycopg
 import pytest
-from agor_db import core
-from agor_db.schema import canonical, diff, introspect_postgres, introspect_sqlite, load_differences, load_kinds
-from agor_db.urls import parse_url
+from agor_db.core import migrate as core
+from agor_db.schema.model import canonical, diff, introspect_postgres, introspect_sqlite, load_differences, load_kinds
+from agor_db.core.urls import parse_url
 from conftest import REPO
 
 SQL = REPO / "sql"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..urls import DatabaseUrl
+    from ..core.urls import DatabaseUrl
     from .base import Driver
 
 

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
-from ..errors import MigrationFailed
-from ..models import AppliedMigration, How, Script, Statement
-from ..source import LEADING_COMMENTS
-from ..urls import DatabaseUrl
-
-JOURNAL_TABLE = "agor_migrations"
+from ..core.errors import MigrationFailed
+from ..core.models import AppliedMigration, How, Migration, Script
+from ..core.sqltext import LEADING_COMMENTS, Statement
+from ..core.urls import DatabaseUrl
 
 
 class Driver(Protocol):
@@ -47,6 +45,18 @@ class Driver(Protocol):
 
     def table_names(self) -> list[str]:
         """Tables of the database (excluding internal ones), for adoption and copy checks."""
+
+    # -- the adoption hook: a feature (schema/adopt.py) works on the open connection -----------
+
+    def connection(self) -> Any:
+        """The open connection, for a feature that reads the database itself (adoption's introspection
+        and backup). Raises for a dialect without adoption."""
+
+    def adopt(
+        self, steps: Sequence[Migration], rebuild: Callable[[Any], list[str]]
+    ) -> tuple[list[AppliedMigration], list[str]]:
+        """In one transaction (foreign keys off): create the journal, run ``rebuild(connection)`` (the
+        repairs, returning what it did) and record ``steps`` as adopted. Either all of it happens or none."""
 
 
 def statement_failed(

@@ -33,13 +33,13 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import pq
 
-from ..errors import AgorDbError, DatabaseUnavailable, DriftError, LockTimeout, MigrationFailed
-from ..models import AppliedMigration, How, Script
-from ..urls import redact
+from ..core.errors import AgorDbError, DatabaseUnavailable, DriftError, LockTimeout, MigrationFailed
+from ..core.models import AppliedMigration, How, Script
+from ..core.urls import redact
 from .base import controls_transaction, transaction_control_refused
 from .pg_diagnosis import session_cause
 from .pg_indexes import index_builds, invalid_built, invalid_leftovers, unfinished_builds
-from .postgres import LOCK_KEY
+from .pg_lock import LOCK_KEY
 
 if TYPE_CHECKING:
     from .postgres import PostgresDriver

@@ -16,8 +16,8 @@ from typing import Any
 import psycopg
 from psycopg import errors as pg_errors
 
-from ..errors import AgorDbError, DatabaseError, DatabaseUnavailable, UrlError
-from ..urls import DatabaseUrl, redact
+from ..core.errors import AgorDbError, DatabaseError, DatabaseUnavailable, UrlError
+from ..core.urls import DatabaseUrl, redact
 
 WATCHED_SETTINGS = (
     "statement_timeout",

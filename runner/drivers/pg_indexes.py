@@ -12,9 +12,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import MigrationFailed
-from ..models import Script
-from ..source import LEADING_COMMENTS
+from ..core.errors import MigrationFailed
+from ..core.models import Script
+from ..core.sqltext import LEADING_COMMENTS
 
 _NAME = r'(?:"(?:[^"]|"")+"|[A-Za-z_][\w$]*)'
 _QUALIFIED = rf"{_NAME}(?:\s*\.\s*{_NAME})?"

@@ -16,9 +16,9 @@ import re
 import socket
 from typing import TYPE_CHECKING, Any
 
-from ..errors import UsageError
-from ..models import Script
-from ..source import LEADING_COMMENTS
+from ..core.errors import UsageError
+from ..core.models import Script
+from ..core.sqltext import LEADING_COMMENTS
 
 if TYPE_CHECKING:
     from .postgres import PostgresDriver

@@ -9,27 +9,25 @@ only taken by trying and sleeping, never by waiting inside a statement.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
 
-from ..errors import AgorDbError, DatabaseError, DatabaseUnavailable, LockTimeout
-from ..models import AppliedMigration, How, Script
-from ..urls import DatabaseUrl, redact
-from .base import JOURNAL_TABLE, statement_failed
+from ..core.errors import AgorDbError, DatabaseError, DatabaseUnavailable, LockTimeout, UsageError
+from ..core.models import JOURNAL_TABLE, AppliedMigration, How, Migration, Script
+from ..core.urls import DatabaseUrl, redact
+from .base import statement_failed
 from .pg_diagnosis import GUARD_SQL, SessionFacts, bad_conninfo, connect_failed, read_only, session_cause, standby
+from .pg_lock import LOCK_KEY
 
 if TYPE_CHECKING:
     from .pg_apply import Applier
 
 APPLICATION_NAME = "agor-db"
-# One key for every agor-db run on a database (advisory locks are per database).
-LOCK_KEY = int.from_bytes(hashlib.sha256(b"agor-db migration lock").digest()[:8], "big") >> 1
 DEFAULT_STATEMENT_LOCK_TIMEOUT = 3.0
 DEFAULT_CONNECT_TIMEOUT = 10
 
@@ -282,6 +280,14 @@ class PostgresDriver:
         return [r[0] for r in rows if r[0] != JOURNAL_TABLE]
 
     # -- applying --------------------------------------------------------------------------
+
+    def connection(self) -> Any:
+        raise UsageError("adopting a database made without agor-db is for SQLite only")
+
+    def adopt(
+        self, steps: Sequence[Migration], rebuild: Callable[[Any], list[str]]
+    ) -> tuple[list[AppliedMigration], list[str]]:
+        raise UsageError("adopting a database made without agor-db is for SQLite only")
 
     def insert_row(self, script: Script, how: How, started: float) -> AppliedMigration:
         m = script.migration

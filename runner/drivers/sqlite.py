@@ -18,19 +18,16 @@ import contextlib
 import os
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import apsw
 
-from ..errors import AgorDbError, DatabaseError, DatabaseUnavailable, LockTimeout, MigrationFailed
-from ..models import AppliedMigration, How, Script
-
-if TYPE_CHECKING:
-    from ..adopt import Assessment
-from ..urls import DEFAULT_SQLITE_PATH, DatabaseUrl
-from .base import JOURNAL_TABLE, controls_transaction, statement_failed, transaction_control_refused
+from ..core.errors import AgorDbError, DatabaseError, DatabaseUnavailable, LockTimeout, MigrationFailed
+from ..core.models import JOURNAL_TABLE, AppliedMigration, How, Migration, Script
+from ..core.urls import DEFAULT_SQLITE_PATH, DatabaseUrl
+from .base import controls_transaction, statement_failed, transaction_control_refused
 
 JOURNAL_DDL = f"""
 CREATE TABLE IF NOT EXISTS {JOURNAL_TABLE} (
@@ -209,19 +206,22 @@ class SqliteDriver:
 
     # -- adopting a drizzle-era database --------------------------------------------------
 
-    def adopt(self, assessment: Assessment, *, repair: bool) -> tuple[list[AppliedMigration], list[str]]:
+    def connection(self) -> apsw.Connection:
+        return self._c()
+
+    def adopt(
+        self, steps: Sequence[Migration], rebuild: Callable[[Any], list[str]]
+    ) -> tuple[list[AppliedMigration], list[str]]:
         """Create the journal, repair cosmetic differences and record the adopted steps, in one
         transaction: either all of it happens or none of it."""
-        from ..adopt import perform
-
         conn = self._c()
         now = now_ms()
         rows: list[AppliedMigration] = []
         try:
             with self._foreign_keys_off(), self._immediate():
                 conn.execute(JOURNAL_DDL)
-                done = perform(conn, assessment, repair=repair)
-                for m in assessment.adopt:
+                done = rebuild(conn)
+                for m in steps:
                     conn.execute(
                         f"INSERT INTO {JOURNAL_TABLE} (version, name, checksum, applied_at, duration_ms, how) "
                         "VALUES (?, ?, ?, ?, 0, 'adopted')",

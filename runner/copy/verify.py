@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from hashlib import md5
 from typing import Any
 
-from .copy_convert import Converter, canonical_source
-from .copy_json import Oracle
-from .copy_schema import quote
+from .convert import Converter, canonical_source
+from .json import Oracle
+from .target import quote
 
 
 @dataclass(frozen=True)

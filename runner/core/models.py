@@ -7,7 +7,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
+from .sqltext import Statement, split_statements
+
 How = Literal["applied", "adopted"]
+
+
+# The journal table agor-db keeps in every database it migrates (one row per applied migration).
+JOURNAL_TABLE = "agor_migrations"
 
 
 @dataclass(frozen=True)
@@ -34,12 +40,6 @@ class Migration:
 
 
 @dataclass(frozen=True)
-class Statement:
-    sql: str
-    line: int  # 1-based line of the statement's first character in the file
-
-
-@dataclass(frozen=True)
 class Script:
     """A migration parsed with yoyo's SQL format: its directives and its SQL text.
 
@@ -54,8 +54,6 @@ class Script:
 
     @cached_property
     def statements(self) -> tuple[Statement, ...]:
-        from .source import split_statements
-
         return split_statements(self.text)
 
 

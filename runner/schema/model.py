@@ -124,7 +124,7 @@ class Schema:
 def load_kinds(sql_root: Path | None = None) -> dict[str, dict[str, str]]:
     """``sql/column-kinds.toml`` as {table: {column: kind}}; empty when the file is absent."""
     if sql_root is None:
-        from .source import bundled_sql_root
+        from ..core.source import bundled_sql_root
 
         sql_root = bundled_sql_root()
     path = sql_root / KINDS_FILE
@@ -460,7 +460,7 @@ class ReviewedDifference:
 
 
 def load_differences(sql_root: Path) -> list[ReviewedDifference]:
-    from .errors import MigrationFileError
+    from ..core.errors import MigrationFileError
 
     path = sql_root / DIFFERENCES_FILE
     if not path.is_file():

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .drivers.base import JOURNAL_TABLE
-from .errors import AgorDbError
+from ..core.errors import AgorDbError
+from ..core.models import JOURNAL_TABLE
 
 RUNS_TABLE = "agor_copy_runs"
 INTERNAL_TARGET_TABLES = frozenset({JOURNAL_TABLE, RUNS_TABLE})

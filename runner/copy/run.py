@@ -23,15 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import interrupts
-from .copy_convert import Bytes, Converter, Issue, Policies, binary_copy_types, converter_for, shorten
-from .copy_json import JsonOracle
-from .copy_scan import Report, duplicate_sql, key_text, orphan_sql, row_ident_sql, unique_keys_to_check
-from .copy_schema import RUNS_TABLE, Pair, Table, match, quote, read_source, read_target
-from .copy_verify import Digest, RowHasher, server_digest
-from .errors import AgorDbError, DatabaseError, DatabaseUnavailable, UsageError
-from .plan import make_plan
-from .urls import DatabaseUrl, redact
+from ..core import interrupts
+from ..core.errors import AgorDbError, DatabaseError, DatabaseUnavailable, UsageError
+from ..core.plan import make_plan
+from ..core.urls import DatabaseUrl, redact
+from .convert import Bytes, Converter, Issue, Policies, binary_copy_types, converter_for, shorten
+from .json import JsonOracle
+from .scan import Report, duplicate_sql, key_text, orphan_sql, row_ident_sql, unique_keys_to_check
+from .target import RUNS_TABLE, Pair, Table, match, quote, read_source, read_target
+from .verify import Digest, RowHasher, server_digest
 
 PROGRESS_EVERY = 2000
 ROWID_MIN = -(2**63)
@@ -141,7 +141,7 @@ def now_ms() -> int:
 
 def check_source(url: DatabaseUrl, root: Path) -> int:
     """The newest sql/sqlite version, after making sure the source's journal is at it."""
-    from . import core
+    from ..core import migrate as core
 
     if url.dialect != "sqlite":
         raise UsageError(f"--from must be a SQLite database, got {url.display}")
@@ -265,9 +265,9 @@ def check_target_encoding(conn: Any, url: DatabaseUrl) -> None:
 
 def _checked_target(conn: Any, url: DatabaseUrl, root: Path) -> dict[str, Table]:
     """For --check: the target's tables as the newest migrations make them, without changing it."""
-    from . import core
-    from .drivers.postgres import PostgresDriver
-    from .source import dialect_dir, list_migrations, parse
+    from ..core import migrate as core
+    from ..core.source import dialect_dir, list_migrations, parse
+    from ..drivers.postgres import PostgresDriver
 
     migrations = list_migrations(dialect_dir(root, "postgres"))
     driver = PostgresDriver(url, readonly=True, conn=conn)  # read the journal on our connection
@@ -330,7 +330,7 @@ def _decoded(row: Any, names: list[str]) -> tuple[Any, ...]:
 
 
 def _connect(url: DatabaseUrl) -> Any:
-    from .drivers.postgres import connect
+    from ..drivers.postgres import connect
 
     return connect(url)
 
@@ -367,8 +367,8 @@ class Copier:
         self.oracle = JsonOracle(lambda: _connect(dst))
 
     def run(self) -> CopyResult:
-        from . import core
-        from .drivers.postgres import PostgresDriver, connect
+        from ..core import migrate as core
+        from ..drivers.postgres import PostgresDriver, connect
 
         started = time.perf_counter()
         if self.dst.dialect != "postgres":
@@ -486,7 +486,7 @@ class Copier:
     def _copy(self, src: Any, conn: Any, pairs: list[Pair]) -> None:
         import psycopg
 
-        from . import __version__
+        from .. import __version__
 
         started_ms = now_ms()
         doing = "starting the copy"

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .errors import AgorDbError, DatabaseError, ExitCode, MigrationFileError, UsageError
-from .models import Migration
-from .schema import Schema, Table, introspect_sqlite, load_kinds, normalise_default
+from ..core.errors import AgorDbError, DatabaseError, ExitCode, MigrationFileError, UsageError
+from ..core.models import Migration
+from .model import Schema, Table, introspect_sqlite, load_kinds, normalise_default
 
 UPSTREAM_FILE = "sqlite-upstream.json"
 LEGACY_JOURNAL = "__drizzle_migrations"
@@ -127,7 +127,7 @@ def build_references(migrations: list[Migration], sql_root: Path) -> list[Refere
     """Apply every archived step to an in-memory database and keep the schema after each."""
     import apsw
 
-    from .source import parse
+    from ..core.source import parse
 
     kinds = load_kinds(sql_root)
     conn = apsw.Connection(":memory:")
@@ -325,37 +325,11 @@ def assess(conn: Any, migrations: list[Migration], sql_root: Path, *, adopt_as: 
             f"this SQLite database is not an Agor database (its tables: {found}); nothing was changed",
             hint="check --database-url; agor-db only adopts databases that hold Agor's tables",
         )
-    scored = []
-    for ref in refs:
-        diffs = classify(live, ref, live_sql)
-        structural = sum(d.kind == "structural" for d in diffs)
-        cosmetic = sum(d.kind == "cosmetic" for d in diffs)
-        scored.append((structural, cosmetic, -ref.migration.version, ref, diffs))
-    scored.sort(key=lambda s: s[:3])
+    scored = _scored(refs, live, live_sql)
     best_structural, _, _, best, best_diffs = scored[0]
     notes: list[str] = []
-
     if adopt_as is not None:
-        chosen = next((s for s in scored if s[3].migration.version == adopt_as), None)
-        if chosen is None:
-            versions = ", ".join(f"{r.migration.version:04d}" for r in refs)
-            raise UsageError(
-                f"--adopt-as {adopt_as:04d}: there is no archived SQLite migration with that version "
-                f"(there are {versions})"
-            )
-        if not best_structural and best.migration.version != adopt_as:
-            # The override is for a schema that matches no step. Overruling a match records steps the
-            # file has not got (or skips ones it has), and the next migration fails on it forever.
-            raise AdoptionRefused(
-                f"--adopt-as {adopt_as:04d}: this database's schema is at {best.migration.id} "
-                "(the schema decides); nothing was changed",
-                hint="run agor-db migrate without --adopt-as",
-            )
-        ref, diffs = chosen[3], chosen[4]
-        repair = _tables_to_repair(diffs) if not any(d.kind == "structural" for d in diffs) else ()
-        if any(d.kind == "structural" for d in diffs):
-            notes.append("adopting despite structural differences, as the operator decided; nothing is repaired")
-        return _result(legacy, says, ref, diffs, refs, repair, forced=True, notes=notes, nearest=best.migration.version)
+        return _adopted_as(adopt_as, scored, refs, legacy, says)
 
     if best_structural:
         lines = "\n".join(f"  - {d.line}" for d in best_diffs if d.kind == "structural")
@@ -378,6 +352,50 @@ def assess(conn: Any, migrations: list[Migration], sql_root: Path, *, adopt_as: 
     return _result(
         legacy, says, best, best_diffs, refs, _tables_to_repair(best_diffs), notes=notes, nearest=best.migration.version
     )
+
+
+_Score = tuple[int, int, int, Reference, list[Difference]]
+
+
+def _scored(refs: list[Reference], live: Schema, live_sql: dict[str, str]) -> list[_Score]:
+    """Every archived step against the live schema, best first: fewest structural, then cosmetic
+    differences, then the newest step."""
+    scored: list[_Score] = []
+    for ref in refs:
+        diffs = classify(live, ref, live_sql)
+        structural = sum(d.kind == "structural" for d in diffs)
+        cosmetic = sum(d.kind == "cosmetic" for d in diffs)
+        scored.append((structural, cosmetic, -ref.migration.version, ref, diffs))
+    scored.sort(key=lambda s: s[:3])
+    return scored
+
+
+def _adopted_as(
+    adopt_as: int, scored: list[_Score], refs: list[Reference], legacy: tuple[LegacyRow, ...], says: int | None
+) -> Assessment:
+    """--adopt-as: the operator's step for a schema that matches none; refused when one matches."""
+    best_structural, _, _, best, _ = scored[0]
+    notes: list[str] = []
+    chosen = next((s for s in scored if s[3].migration.version == adopt_as), None)
+    if chosen is None:
+        versions = ", ".join(f"{r.migration.version:04d}" for r in refs)
+        raise UsageError(
+            f"--adopt-as {adopt_as:04d}: there is no archived SQLite migration with that version "
+            f"(there are {versions})"
+        )
+    if not best_structural and best.migration.version != adopt_as:
+        # The override is for a schema that matches no step. Overruling a match records steps the
+        # file has not got (or skips ones it has), and the next migration fails on it forever.
+        raise AdoptionRefused(
+            f"--adopt-as {adopt_as:04d}: this database's schema is at {best.migration.id} "
+            "(the schema decides); nothing was changed",
+            hint="run agor-db migrate without --adopt-as",
+        )
+    ref, diffs = chosen[3], chosen[4]
+    repair = _tables_to_repair(diffs) if not any(d.kind == "structural" for d in diffs) else ()
+    if any(d.kind == "structural" for d in diffs):
+        notes.append("adopting despite structural differences, as the operator decided; nothing is repaired")
+    return _result(legacy, says, ref, diffs, refs, repair, forced=True, notes=notes, nearest=best.migration.version)
 
 
 def _tables_to_repair(diffs: list[Difference]) -> tuple[str, ...]:

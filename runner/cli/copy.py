@@ -3,38 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import Annotated, Any
 
 import typer
 
-from .cli import EXIT_CODES, LockTimeoutOpt, Session, SqlDirOpt, app, run
-from .copier import Progress
-from .urls import parse_url, redact
+from ..copy.run import Progress
+from ..core.urls import redact
+from .app import EXIT_CODES, LockTimeoutOpt, Session, SqlDirOpt, app, run
 
 COPY_EXIT_CODES = EXIT_CODES.rstrip() + "\n  130 interrupted (Ctrl-C): the copy was rolled back\n"
-
-
-def _source_url(flag: str | None) -> Any:
-    if flag:
-        return parse_url(flag, "--from")
-    path = os.environ.get("AGOR_DB_PATH")
-    if path:
-        return parse_url(path, "AGOR_DB_PATH")
-    return parse_url("~/.agor/agor.db", "default")
-
-
-def _target_url(flag: str | None) -> Any:
-    from .errors import UsageError
-
-    if flag:
-        return parse_url(flag, "--to")
-    for name in ("AGOR_DATABASE_URL", "DATABASE_URL"):
-        value = os.environ.get(name)
-        if value:
-            return parse_url(value, name)
-    raise UsageError("no target database: give --to postgresql://user:pass@host:5432/db (or set AGOR_DATABASE_URL)")
 
 
 @app.command(epilog=COPY_EXIT_CODES)
@@ -91,25 +69,13 @@ def copy(
     """
 
     def body(s: Session) -> int:
-        from .copier import CopyOptions, copy_outcome
-        from .copy_convert import Policies
-        from .errors import UsageError
-        from .source import sql_root
+        from ..copy.options import policies_from_flags, source_url, target_url
+        from ..copy.run import CopyOptions, copy_outcome
+        from ..core.source import sql_root
 
-        def choice(flag: str, value: str, allowed: tuple[str, ...]) -> Any:
-            if value not in allowed:
-                raise UsageError(f"{flag}={value!r}: expected one of {', '.join(allowed)}")
-            return value
-
-        policies = Policies(
-            orphans=choice("--orphans", orphans, ("fail", "null", "drop")),
-            nul=choice("--nul", nul, ("fail", "strip")),
-            invalid_json=choice("--invalid-json", invalid_json, ("fail", "null", "drop")),
-            invalid_utf8=choice("--invalid-utf8", invalid_utf8, ("fail", "replace")),
-            duplicates=choice("--duplicates", duplicates, ("fail", "drop")),
-        )
-        src = _source_url(source)
-        dst = _target_url(target)
+        policies = policies_from_flags(orphans, nul, invalid_json, invalid_utf8, duplicates)
+        src = source_url(source)
+        dst = target_url(target)
         s.out.add_secrets(src.secrets + dst.secrets)
         progress = _Progress(s, quiet=as_json)
         options = CopyOptions(check=check, truncate=truncate, policies=policies, lock_timeout=lock_timeout)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .errors import AgorDbError, UsageError
-from .source import FILE_NAME, list_migrations
-from .urls import DatabaseUrl
+from ..core.errors import AgorDbError, UsageError
+from ..core.source import FILE_NAME, list_migrations
+from ..core.urls import DatabaseUrl
 
 DIALECTS = ("sqlite", "postgres")
 
@@ -52,9 +52,9 @@ def next_stem(root: Path, name: str) -> str:
 def refresh_snapshots(root: Path, server: DatabaseUrl | None) -> list[str]:
     """Write sql/schema/*.sql from the folders as they stand, so the new pair's review shows only its
     own schema change. SQLite needs nothing; PostgreSQL needs a server (else: said, not written)."""
-    from .schema import load_kinds
-    from .scratch import postgres_schema, sqlite_schema
-    from .snapshot import reconcile
+    from ..schema.model import load_kinds
+    from ..schema.scratch import postgres_schema, sqlite_schema
+    from ..schema.snapshot import reconcile
 
     kinds = load_kinds(root)
     tops = {d: _top(root / d) for d in DIALECTS}

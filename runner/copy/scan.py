@@ -11,9 +11,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from .copy_convert import KIND_TITLES, Issue
-from .copy_schema import Pair, SourceTable, Table, UniqueKey, quote
-from .errors import AgorDbError
+from ..core.errors import AgorDbError
+from .convert import KIND_TITLES, Issue
+from .target import Pair, SourceTable, Table, UniqueKey, quote
 
 SHOW_PER_GROUP = 10  # shown on screen per (table, kind)
 

@@ -25,8 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .models import Statement
-from .source import blank_comments_and_strings, split_statements
+from ..core.sqltext import Statement, blank_comments_and_strings, split_statements
 
 SQUAWK_ENV = "AGOR_SQUAWK"
 SQUAWK_CONFIG = "squawk.toml"
@@ -447,7 +446,7 @@ def squawk_config(root: Path) -> Path:
     own = root / SQUAWK_CONFIG
     if own.is_file():
         return own
-    from .source import bundled_sql_root
+    from ..core.source import bundled_sql_root
 
     return bundled_sql_root() / SQUAWK_CONFIG
 

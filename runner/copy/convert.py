@@ -18,9 +18,9 @@ from decimal import Decimal
 from functools import partial
 from typing import Any, Literal
 
-from .copy_json import Oracle, json_problem, jsonb_loadable, strip_nul
-from .copy_schema import Column, quote
-from .errors import UsageError
+from ..core.errors import UsageError
+from .json import Oracle, json_problem, jsonb_loadable, strip_nul
+from .target import Column, quote
 
 Kind = Literal[
     "orphan", "invalid_json", "nul", "invalid_utf8", "storage_class", "boolean", "too_long",

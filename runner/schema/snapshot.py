@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .schema import IGNORED_TABLES
+from .model import IGNORED_TABLES
 
 SNAPSHOT_DIR = "schema"
 # The copier's run log lives beside Agor's tables but is agor-db's, like the journal.

@@ -12,7 +12,8 @@ import re
 from pathlib import Path
 
 from .errors import MigrationFileError, UsageError
-from .models import Migration, Script, Statement
+from .models import Migration, Script
+from .sqltext import concurrently_line, only_comments
 
 SQL_DIR_ENV = "AGOR_SQL_DIR"
 FILE_NAME = re.compile(r"^(?P<version>[0-9]+)_(?P<name>[A-Za-z0-9][A-Za-z0-9_\-]*)\.sql$")
@@ -21,7 +22,7 @@ _BOM = b"\xef\xbb\xbf"
 
 def bundled_sql_root() -> Path:
     """The ``sql/`` folder shipped in the wheel, or the checkout's ``sql/`` when run from source."""
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]  # the package folder: this module is in agor_db/core/
     for candidate in (here / "sql", here.parent / "sql"):
         if (candidate / "sqlite").is_dir() or (candidate / "postgres").is_dir():
             return candidate
@@ -137,7 +138,7 @@ def parse(migration: Migration, known_ids: set[str] | None = None) -> Script:
     if migration.checksum != checksum(migration.path.read_bytes()):
         raise MigrationFileError(f"{migration.path} changed while agor-db was reading it; run again")
     directives, _comment, _sql = parse_metadata_from_sql_comments(text)
-    if _only_comments(text):
+    if only_comments(text):
         raise MigrationFileError(
             f"{migration.path} contains no SQL statements",
             hint="an empty migration is almost always a mistake; write the SQL or delete the file",
@@ -161,85 +162,3 @@ def parse(migration: Migration, known_ids: set[str] | None = None) -> Script:
                 hint="depend on an earlier file of the same folder by its name without .sql",
             )
     return Script(migration, text, transactional_raw == "true", depends)
-
-
-# Comments and blank space: a file made only of these has nothing to run. (A "--" inside a string
-# literal can only make a real statement look shorter, never make an empty file look full.)
-_COMMENT_OR_SPACE = re.compile(r"--[^\n]*|/\*.*?\*/|\s+", re.DOTALL)
-
-
-def split_statements(text: str) -> tuple[Statement, ...]:
-    """The statements of a migration with the line each starts on, split by sqlparse as yoyo does."""
-    import sqlparse
-
-    statements: list[Statement] = []
-    cursor = 0
-    for chunk in sqlparse.split(text):
-        sql = chunk.strip()
-        if not sql or _only_comments(sql):
-            continue
-        at = text.find(sql, cursor)
-        if at < 0:  # sqlparse normalised something; fall back to the running position
-            at = cursor
-        else:
-            cursor = at + len(sql)
-        # the leading comments belong to the file, not to its first statement
-        lead = len(sql) - len(LEADING_COMMENTS.sub("", sql, count=1))
-        statements.append(Statement(sql[lead:], text.count("\n", 0, at + lead) + 1))
-    return tuple(statements)
-
-
-LEADING_COMMENTS = re.compile(r"\A(?:\s*(?:--[^\n]*(?:\n|\Z)|/\*.*?\*/))*\s*", re.DOTALL)
-
-
-def _only_comments(sql: str) -> bool:
-    """Nothing but comments, blank space and semicolons: nothing to run."""
-    return not _COMMENT_OR_SPACE.sub("", sql).strip(" \t\n;")
-
-
-_CONCURRENTLY = re.compile(r"\bCONCURRENTLY\b", re.I)
-
-
-def concurrently_line(text: str) -> int | None:
-    """The line of the first statement using CONCURRENTLY (outside comments and strings), if any."""
-    if "concurrently" not in text.lower():  # the common case costs one scan
-        return None
-    code = blank_comments_and_strings(text)
-    m = _CONCURRENTLY.search(code)
-    if m is None:
-        return None
-    for s in split_statements(text):
-        if _CONCURRENTLY.search(blank_comments_and_strings(s.sql)):
-            return s.line
-    return code.count("\n", 0, m.start()) + 1
-
-
-def blank_comments_and_strings(sql: str) -> str:
-    """The SQL with comments and '...' literals replaced by spaces (newlines kept, so lines still count)."""
-    out: list[str] = []
-    i, n = 0, len(sql)
-    while i < n:
-        ch = sql[i]
-        if sql.startswith("--", i):
-            j = sql.find("\n", i)
-            j = n if j < 0 else j
-        elif sql.startswith("/*", i):
-            j = sql.find("*/", i + 2)
-            j = n if j < 0 else j + 2
-        elif ch == "'":
-            j = i + 1
-            while j < n:
-                if sql[j] == "'":
-                    if sql.startswith("''", j):
-                        j += 2
-                        continue
-                    j += 1
-                    break
-                j += 1
-        else:
-            out.append(ch)
-            i += 1
-            continue
-        out.append(re.sub(r"[^\n]", " ", sql[i:j]))
-        i = j
-    return "".join(out)

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from .errors import DatabaseUnavailable
-from .urls import DEFAULT_SQLITE_PATH, DatabaseUrl, redact
+from ..core.errors import DatabaseUnavailable
+from ..core.urls import DEFAULT_SQLITE_PATH, DatabaseUrl, redact
 
 Cause = Literal["ready", "unreachable", "starting", "recovery", "standby", "auth", "no-database", "timeout", "unusable"]
 # A hot standby answers every probe the same way until someone promotes it: waiting cannot fix it.
@@ -119,7 +119,7 @@ def _gave_up(url: DatabaseUrl, timeout: float, last: Attempt) -> DatabaseUnavail
 
 
 def _probe_postgres(url: DatabaseUrl, remaining: float) -> Probe:
-    from .drivers.postgres import connect
+    from ..drivers.postgres import connect
 
     connect_timeout = min(MAX_CONNECT_TIMEOUT, max(MIN_CONNECT_TIMEOUT, math.ceil(remaining)))
     try:

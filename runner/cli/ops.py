@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from . import interrupts
-from .cli import EXIT_CODES, MAX_SECONDS, DatabaseUrlOpt, Session, app, run
+from ..core import interrupts
+from .app import EXIT_CODES, MAX_SECONDS, DatabaseUrlOpt, Session, app, run
 
 if TYPE_CHECKING:
-    from .wait import Attempt
+    from ..ops.wait import Attempt
 
 RETRY_NOTES = {
     "auth": " (login refused; retrying in case the role is still being created)",
@@ -51,7 +51,7 @@ def wait(
     """
 
     def body(s: Session) -> int:
-        from .wait import REPORT_EVERY, wait_until_ready
+        from ..ops.wait import REPORT_EVERY, wait_until_ready
 
         url = s.url(database_url)
         s.out.line(f"waiting up to {timeout:g}s for {url.display} (checking every {interval:g}s)")

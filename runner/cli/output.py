@@ -6,7 +6,7 @@ import os
 import sys
 from typing import Any
 
-from .urls import redact
+from ..core.urls import redact
 
 
 class Output:

@@ -12,19 +12,19 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import DatabaseError
-from .urls import DatabaseUrl, parse_url, redact
+from ..core.errors import DatabaseError
+from ..core.urls import DatabaseUrl, parse_url, redact
 
 if TYPE_CHECKING:
-    from .schema import Schema
+    from .model import Schema
 
 
 def sqlite_schema(root: Path, kinds: Any, top: str = "") -> tuple[Schema, str]:
     """Apply sql/sqlite with the real runner to a scratch file; read its schema and snapshot back."""
     import apsw
 
-    from . import core
-    from .schema import introspect_sqlite
+    from ..core import migrate as core
+    from .model import introspect_sqlite
     from .snapshot import render_sqlite
 
     with tempfile.TemporaryDirectory(prefix="agor-db-check-") as tmp:
@@ -42,9 +42,9 @@ def postgres_schema(server: DatabaseUrl, root: Path, kinds: Any, top: str = "") 
     import psycopg
     from psycopg.conninfo import make_conninfo
 
-    from . import core
-    from .drivers.postgres import connect
-    from .schema import introspect_postgres
+    from ..core import migrate as core
+    from ..drivers.postgres import connect
+    from .model import introspect_postgres
     from .snapshot import render_postgres
 
     assert server.conninfo is not None

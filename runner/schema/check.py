@@ -1,10 +1,9 @@
-"""Commands: agor-db schema / check (issue 4).
+"""`agor-db check`: the two migration folders build the same schema (issue 4).
 
-``schema`` prints a live database's normalised model. ``check`` proves the two migration folders
-build the same schema: it lints the folders (names, pairing after the baseline, the pinned archive,
-SQL of the wrong dialect), applies each folder to a scratch database with the real runner, and
-compares the results under the type map minus the reviewed differences (runner/schema.py).
-Registered on the shared typer app; heavy imports stay inside the command bodies.
+Lints the folders (names, pairing after the baseline, the pinned archive, SQL of the wrong dialect,
+the safety lint of every pair), applies each folder to a scratch database with the real runner, and
+compares the results under the type map minus the reviewed differences (model.py). Also reads a live
+database's model for `agor-db schema`.
 """
 
 from __future__ import annotations
@@ -14,18 +13,16 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-import typer
-
-from .cli import EXIT_CODES, DatabaseUrlOpt, Session, SqlDirOpt, app, run
-from .errors import AgorDbError, DatabaseError, DatabaseUnavailable, ExitCode, UsageError
+from ..core.errors import AgorDbError, DatabaseError, DatabaseUnavailable, ExitCode, UsageError
+from ..core.source import FILE_NAME, checksum
+from ..core.sqltext import blank_comments_and_strings
+from ..core.urls import DatabaseUrl
 from .scratch import postgres_schema, sqlite_schema
-from .source import FILE_NAME, blank_comments_and_strings, checksum
-from .urls import DatabaseUrl, redact
 
 if TYPE_CHECKING:
-    from .schema import Schema
+    from .model import Schema
 
 ARCHIVE_FILE = "sqlite-archive.json"
 BASELINE = 10  # sql/postgres starts here; from here on version V is the same schema in both folders
@@ -195,7 +192,7 @@ class LintLines:
 
 
 def _lint(root: Path, folders: dict[str, list[FolderFile]], blocked: set[str]) -> LintLines:
-    """The safety lint of every pair after the baseline (runner/lint.py), as check's lines."""
+    """The safety lint of every pair after the baseline (runner/schema/lint.py), as check's lines."""
     from .lint import INVALID, WARNING, lint_pairs
 
     report = lint_pairs(
@@ -214,7 +211,7 @@ def _lint(root: Path, folders: dict[str, list[FolderFile]], blocked: set[str]) -
 
 
 def run_check(root: Path, server: DatabaseUrl, *, write: bool = False) -> CheckResult:
-    from .schema import TYPE_MAP, diff, load_differences, load_kinds
+    from .model import TYPE_MAP, diff, load_differences, load_kinds
     from .snapshot import reconcile
 
     problems: list[str] = []
@@ -276,51 +273,23 @@ def run_check(root: Path, server: DatabaseUrl, *, write: bool = False) -> CheckR
     return CheckResult(problems, summary, lint.warnings, notes, lint.invalid)
 
 
-# -- commands ------------------------------------------------------------------------------------
+def check(server: DatabaseUrl, sql_dir: str | None, *, write: bool = False) -> CheckResult:
+    """`agor-db check`: the server must be PostgreSQL (the scratch database is built there)."""
+    from ..core.source import sql_root
+
+    if server.dialect != "postgres":
+        raise UsageError(
+            f"check needs a PostgreSQL server to build the scratch database on, got {server.display}",
+            hint="pass --database-url postgresql://USER:PASSWORD@HOST:5432/postgres (or set AGOR_DATABASE_URL)",
+        )
+    return run_check(sql_root(sql_dir), server, write=write)
 
 
-@app.command(epilog=EXIT_CODES)
-def schema(
-    database_url: DatabaseUrlOpt = None,
-    sql_dir: SqlDirOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the model as JSON.")] = False,
-) -> None:
-    """Print the live database's schema as agor-db's dialect-neutral model.
-
-    Each column shows its kind (id36, text, json, boolean, epoch_ms, integer), the type the database
-    declares, NOT NULL and default; then the primary key, foreign keys and indexes. Kinds of columns
-    whose SQL type does not tell come from column-kinds.toml in the SQL folder. Reads only.
-
-    \b
-    Examples:
-      agor-db schema
-      agor-db schema -d postgresql://agor:agor@localhost:5432/agor --json
-    """
-
-    def body(s: Session) -> int:
-        from .schema import load_kinds, render, to_json
-        from .source import sql_root
-
-        url = s.url(database_url)
-        kinds = load_kinds(sql_root(sql_dir))
-        model = _read_live(url, kinds)
-        if as_json:
-            doc = {"database": url.display, **to_json(model)}
-            print(redact(json.dumps(doc, indent=2), s.out.secrets))
-        else:
-            s.out.line(f"database: {url.display} ({url.dialect}, {len(model.tables)} tables)")
-            for line in render(model).splitlines():
-                s.out.line(line)
-        return 0
-
-    run(body)
-
-
-def _read_live(url: DatabaseUrl, kinds: Any) -> Schema:
-    from .schema import introspect_postgres, introspect_sqlite
+def read_live(url: DatabaseUrl, kinds: Any) -> Schema:
+    from .model import introspect_postgres, introspect_sqlite
 
     if url.dialect == "postgres":
-        from .drivers.postgres import connect
+        from ..drivers.postgres import connect
 
         conn = connect(url)
         try:
@@ -340,69 +309,3 @@ def _read_live(url: DatabaseUrl, kinds: Any) -> Schema:
             lite.close()
     except apsw.Error as exc:
         raise DatabaseUnavailable(f"cannot read {url.path}: {exc}") from None
-
-
-@app.command(epilog=EXIT_CODES)
-def check(
-    database_url: Annotated[
-        str | None,
-        typer.Option(
-            "--database-url",
-            "-d",
-            help="A PostgreSQL server to create the scratch database on (the role needs CREATEDB). "
-            "Default: $AGOR_DATABASE_URL, $DATABASE_URL.",
-            show_default=False,
-        ),
-    ] = None,
-    sql_dir: SqlDirOpt = None,
-    write: Annotated[
-        bool,
-        typer.Option("--write", help="Write sql/schema/postgres.sql and sqlite.sql from what the folders build."),
-    ] = False,
-) -> None:
-    """Prove sql/sqlite and sql/postgres build the same schema; exit 0 when clean, 1 otherwise.
-
-    \b
-    Lints both folders: malformed or duplicate versions; every migration after 0010 must be a pair
-    (same version and name in both folders); the archived SQLite files 0000-0010 must match the
-    checksums pinned in sqlite-archive.json; no SQL of the other dialect (backticks, PRAGMA,
-    AUTOINCREMENT in postgres/; SERIAL, JSONB, :: casts in sqlite/).
-    Then applies sqlite/ to a scratch SQLite file and postgres/ to a scratch database created on the
-    server (and dropped afterwards), and compares the two schemas under the type map. Differences
-    reviewed in differences.toml are accepted. Every problem is printed as one line.
-
-    \b
-    Lints every pair after 0010: squawk (with sql/squawk.toml) and agor-db's own rules on the
-    PostgreSQL half, lost columns/indexes in table rebuilds and PRAGMA foreign_keys on the SQLite half;
-    errors fail, warnings are printed. A file may allow a rule with
-    '-- agor-db: allow RULE: reason'. Without squawk ($AGOR_SQUAWK, the virtualenv, PATH) that part
-    is reported as skipped, never as clean. Compares sql/schema/*.sql with what the folders build;
-    --write rewrites them. Exit 2: a file the parser cannot read, or a malformed suppression.
-
-    \b
-    Examples:
-      agor-db check -d postgresql://agor:agor@localhost:5432/postgres
-      agor-db check --write -d postgresql://agor:agor@localhost:5432/postgres
-      AGOR_DATABASE_URL=postgresql://... agor-db check --sql-dir ./sql
-    """
-
-    def body(s: Session) -> int:
-        from .source import sql_root
-
-        url = s.url(database_url)
-        if url.dialect != "postgres":
-            raise UsageError(
-                f"check needs a PostgreSQL server to build the scratch database on, got {url.display}",
-                hint="pass --database-url postgresql://USER:PASSWORD@HOST:5432/postgres (or set AGOR_DATABASE_URL)",
-            )
-        result = run_check(sql_root(sql_dir), url, write=write)
-        for line in result.problems:
-            s.out.line(line, style="red")
-        for line in result.warnings:
-            s.out.line(line, style="yellow")
-        for line in result.notes:
-            s.out.line(line, style="yellow" if line.startswith("lint:") else "")
-        s.out.line(result.summary, style="bold" if result.problems else "green")
-        return result.exit_code
-
-    run(body)

@@ -1,0 +1,1 @@
+"""The SQLite -> PostgreSQL copy (`agor-db copy`): scan, convert, write, verify."""

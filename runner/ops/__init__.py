@@ -1,0 +1,1 @@
+"""Operational commands: waiting for the database (`agor-db wait`), new migration pairs (`agor-db new`)."""

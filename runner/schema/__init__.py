@@ -1,0 +1,1 @@
+"""Schema features: the dialect-neutral model and introspection, adoption, `agor-db check` (lints + parity)."""
