@@ -104,8 +104,8 @@ def json_alternatives(tally: Tally, texts: list[str]) -> None:
 
 
 def table_parts(src: Any, pg: Any, pair: Any, tally: Tally) -> None:
-    from agor_db.copier import _writer
     from agor_db.copy_convert import binary_copy_types, converter_for
+    from agor_db.copy_load import _writer
     from agor_db.copy_scan import orphan_sql
     from agor_db.copy_schema import quote
     from agor_db.copy_verify import RowHasher

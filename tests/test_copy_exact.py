@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_copy_baddata import MS, T0, S, W, base_source, counts, message, run_copy
 
-from agor_db.copy_json import JsonOracle, jsonb_text, strip_nul
+from agor_db.copy_json import JsonOracle, jsonb_text, may_be_refused, strip_nul
 from agor_db.copy_scan import BadData
 
 # -- generated JSON text: every number form, escape and code-point class, duplicate keys ---------------
@@ -95,6 +95,49 @@ def test_canonical_text_is_postgres_own(pg_conn, text):
     except ValueError:
         got = None
     assert got == expected
+
+
+# Numbers at and beyond numeric's limits: long exponents, long digit runs (what json_valid accepts and
+# jsonb may refuse), beside hex ids that look like exponents.
+EXPONENTS = st.one_of(st.integers(0, 2000), st.integers(9000, 20000), st.integers(100000, 10**7))
+EDGE_NUMBERS = st.builds(
+    lambda sign, digits, frac, mark, esign, e: f"{sign}{digits}{frac}{mark}{esign}{e}",
+    st.sampled_from(["", "-"]),
+    st.one_of(st.just("1"), st.integers(1, 3).map(lambda n: "9" * n), st.integers(990, 1010).map(lambda n: "7" * n)),
+    st.one_of(st.just(""), st.integers(1, 17000).map(lambda n: "." + "3" * n)),
+    st.sampled_from(["e", "E"]),
+    st.sampled_from(["", "+", "-"]),
+    EXPONENTS,
+)
+EDGE_TEXT = st.recursive(
+    st.one_of(EDGE_NUMBERS, NUMBERS, st.sampled_from(['"3e4512"', '"a 1e0000 b"', "null"])), _container, max_leaves=6
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=EDGE_TEXT)
+def test_every_text_jsonb_refuses_gets_the_exact_check(pg_conn, text):
+    """The copier sends JSON as it is, without parsing it in Python, when SQLite's json_valid accepts it, it
+    holds no NUL byte and no \\u escape, and ``may_be_refused`` says no: jsonb must then accept it."""
+    if _server_text(pg_conn, text) is None:
+        assert may_be_refused(text), text[:200]
+
+
+@pytest.mark.parametrize(
+    ("text", "flagged"),
+    [
+        ("[1e999]", False),
+        ('{"id": "3e4512", "n": 12e3}', False),
+        ("[1.5E-999, -2e+12]", False),
+        ("[1e1000]", True),
+        ("[1e-16384]", True),
+        (" [2E+0001] ", True),
+        ("[" + "1" * 1000 + "]", True),
+        ("[0." + "1" * 999 + "]", False),
+    ],
+)
+def test_texts_sent_without_the_exact_check(text, flagged):
+    assert may_be_refused(text) is flagged
 
 
 HARD = [
