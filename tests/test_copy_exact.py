@@ -449,3 +449,42 @@ def test_json_on_refusal_lists_every_problem(tmp_path, pg_db):
     assert group["count"] == 1100 and len(group["rows"]) == 1100
     assert "... and 1090 more (all of them: --json)" in r.stderr
     assert set(counts(pg_db).values()) == {0}
+
+
+def test_staged_chunks_add_up_and_store_the_server_parse(tmp_path, pg_db, monkeypatch):
+    """A table loaded in many staged chunks (by the loader thread): every row stored as its text::jsonb,
+    and the verification (the sum of the chunks' server checksums against the client's) passes."""
+    from agor_db import copy_load
+
+    monkeypatch.setattr(copy_load, "CHUNK_ROWS", 3)
+    path = tmp_path / "c.db"
+    c = base_source(path)
+    docs = [f'{{"i": {i}, "x": [1.50, "é{i}"], "a": 1e2}}' for i in range(11)]
+    for i, d in enumerate(docs):
+        message(c, f"c{i}", index=i + 1, data=d)
+    c.close()
+    result = run_copy(path, pg_db)
+    messages = next(t for t in result.tables if t.name == "messages")  # type: ignore[attr-defined]
+    assert messages.copied_rows == 12 and messages.target_digest == messages.source_digest  # base_source's + 11
+    assert messages.staged_digest == messages.source_digest and messages.stored_rows == 12
+    with psycopg.connect(pg_db) as conn:
+        for i, d in enumerate(docs):
+            row = conn.execute("SELECT data = %s::jsonb FROM messages WHERE message_id = %s", (d, f"c{i}"))
+            assert row.fetchone() == (True,)
+
+
+def test_a_refusal_in_the_loader_thread_rolls_everything_back(tmp_path, pg_db, monkeypatch):
+    """Were the pre-flight ever to let through a value PostgreSQL refuses, the server's refusal (raised in
+    the loader thread) ends the copy with a clear error and the target unchanged."""
+    from agor_db import copy_json
+    from agor_db.errors import DatabaseError
+
+    monkeypatch.setattr(copy_json, "may_be_refused", lambda text: False)
+    path = tmp_path / "x.db"
+    c = base_source(path)
+    message(c, "huge", data='{"n": 1e999999}')
+    c.close()
+    with pytest.raises(DatabaseError) as exc:
+        run_copy(path, pg_db)
+    assert "PostgreSQL refused while copying rows" in str(exc.value) and "rolled back" in str(exc.value)
+    assert set(counts(pg_db).values()) == {0}
