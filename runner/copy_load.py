@@ -30,9 +30,9 @@ from .copy_verify import Digest, server_digest
 STAGE = "agor_db_copy_stage"
 TEXT_OID = 25
 COPY_QUEUE = 64  # buffers of ~32 KB: the most a slower server can make the writer thread hold
-CHUNK_BYTES = 4 << 20  # JSON text per staged chunk: the stage stays within the server's temp_buffers
+CHUNK_BYTES = 2 << 20  # JSON text per staged chunk: the stage stays within the server's temp_buffers
 CHUNK_ROWS = 20_000
-CHUNKS_AHEAD = 2  # chunks the main thread may have ready while the loader thread works on one
+CHUNKS_AHEAD = 1  # chunks the main thread may have ready while the loader thread works on one
 
 
 def _writer(cur: Any) -> Any:
