@@ -105,7 +105,7 @@ def json_alternatives(tally: Tally, texts: list[str]) -> None:
 
 def table_parts(src: Any, pg: Any, pair: Any, tally: Tally) -> None:
     from agor_db.copy.convert import binary_copy_types, converter_for
-    from agor_db.copy.run import _writer
+    from agor_db.copy.load import _writer
     from agor_db.copy.scan import orphan_sql
     from agor_db.copy.target import quote
     from agor_db.copy.verify import RowHasher

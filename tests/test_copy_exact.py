@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_copy_baddata import MS, T0, S, W, base_source, counts, message, run_copy
 
-from agor_db.copy.json import JsonOracle, jsonb_text, strip_nul
+from agor_db.copy.json import JsonOracle, jsonb_text, may_be_refused, strip_nul
 from agor_db.copy.scan import BadData
 
 # -- generated JSON text: every number form, escape and code-point class, duplicate keys ---------------
@@ -95,6 +95,55 @@ def test_canonical_text_is_postgres_own(pg_conn, text):
     except ValueError:
         got = None
     assert got == expected
+
+
+# Numbers at and beyond numeric's limits: long exponents, long digit runs (what json_valid accepts and
+# jsonb may refuse), beside hex ids that look like exponents.
+EXPONENTS = st.one_of(st.integers(0, 2000), st.integers(9000, 20000), st.integers(100000, 10**7))
+EDGE_NUMBERS = st.builds(
+    lambda sign, digits, frac, mark, esign, e: f"{sign}{digits}{frac}{mark}{esign}{e}",
+    st.sampled_from(["", "-"]),
+    st.one_of(st.just("1"), st.integers(1, 3).map(lambda n: "9" * n), st.integers(990, 1010).map(lambda n: "7" * n)),
+    st.one_of(st.just(""), st.integers(1, 17000).map(lambda n: "." + "3" * n)),
+    st.sampled_from(["e", "E"]),
+    st.sampled_from(["", "+", "-"]),
+    EXPONENTS,
+)
+EDGE_TEXT = st.recursive(
+    st.one_of(EDGE_NUMBERS, NUMBERS, st.sampled_from(['"3e4512"', '"a 1e0000 b"', "null"])), _container, max_leaves=6
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=EDGE_TEXT)
+def test_every_text_jsonb_refuses_gets_the_exact_check(pg_conn, text):
+    """The copier sends JSON as it is, without parsing it in Python, when SQLite's json_valid accepts it, it
+    holds no NUL byte and no \\u escape (the SELECT's test), and ``may_be_refused`` says no: jsonb must
+    then accept it."""
+    if _server_text(pg_conn, text) is None:
+        (valid,) = _SQLITE.execute("SELECT json_valid(?)", (text,)).fetchone()
+        examined = not valid or "\\u" in text or "\x00" in text or may_be_refused(text)
+        assert examined, text[:200]
+
+
+_SQLITE = apsw.Connection(":memory:")
+
+
+@pytest.mark.parametrize(
+    ("text", "flagged"),
+    [
+        ("[1e999]", False),
+        ('{"id": "3e4512", "n": 12e3}', False),
+        ("[1.5E-999, -2e+12]", False),
+        ("[1e1000]", True),
+        ("[1e-16384]", True),
+        (" [2E+0001] ", True),
+        ("[" + "1" * 1000 + "]", True),
+        ("[0." + "1" * 999 + "]", False),
+    ],
+)
+def test_texts_sent_without_the_exact_check(text, flagged):
+    assert may_be_refused(text) is flagged
 
 
 HARD = [
@@ -405,4 +454,43 @@ def test_json_on_refusal_lists_every_problem(tmp_path, pg_db):
     group = doc["problems"]["messages"]["invalid_json"]
     assert group["count"] == 1100 and len(group["rows"]) == 1100
     assert "... and 1090 more (all of them: --json)" in r.stderr
+    assert set(counts(pg_db).values()) == {0}
+
+
+def test_staged_chunks_add_up_and_store_the_server_parse(tmp_path, pg_db, monkeypatch):
+    """A table loaded in many staged chunks (by the loader thread): every row stored as its text::jsonb,
+    and the verification (the sum of the chunks' server checksums against the client's) passes."""
+    from agor_db.copy import load as copy_load
+
+    monkeypatch.setattr(copy_load, "CHUNK_ROWS", 3)
+    path = tmp_path / "c.db"
+    c = base_source(path)
+    docs = [f'{{"i": {i}, "x": [1.50, "é{i}"], "a": 1e2}}' for i in range(11)]
+    for i, d in enumerate(docs):
+        message(c, f"c{i}", index=i + 1, data=d)
+    c.close()
+    result = run_copy(path, pg_db)
+    messages = next(t for t in result.tables if t.name == "messages")  # type: ignore[attr-defined]
+    assert messages.copied_rows == 12 and messages.target_digest == messages.source_digest  # base_source's + 11
+    assert messages.staged_digest == messages.source_digest and messages.stored_rows == 12
+    with psycopg.connect(pg_db) as conn:
+        for i, d in enumerate(docs):
+            row = conn.execute("SELECT data = %s::jsonb FROM messages WHERE message_id = %s", (d, f"c{i}"))
+            assert row.fetchone() == (True,)
+
+
+def test_a_refusal_in_the_loader_thread_rolls_everything_back(tmp_path, pg_db, monkeypatch):
+    """Were the pre-flight ever to let through a value PostgreSQL refuses, the server's refusal (raised in
+    the loader thread) ends the copy with a clear error and the target unchanged."""
+    from agor_db.copy import json as copy_json
+    from agor_db.core.errors import DatabaseError
+
+    monkeypatch.setattr(copy_json, "may_be_refused", lambda text: False)
+    path = tmp_path / "x.db"
+    c = base_source(path)
+    message(c, "huge", data='{"n": 1e999999}')
+    c.close()
+    with pytest.raises(DatabaseError) as exc:
+        run_copy(path, pg_db)
+    assert "PostgreSQL refused while copying rows" in str(exc.value) and "rolled back" in str(exc.value)
     assert set(counts(pg_db).values()) == {0}

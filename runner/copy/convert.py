@@ -19,7 +19,7 @@ from functools import partial
 from typing import Any, Literal
 
 from ..core.errors import UsageError
-from .json import Oracle, json_problem, jsonb_loadable, strip_nul
+from .json import Oracle, json_problem, jsonb_loadable, sent_text, strip_nul
 from .target import Column, quote
 
 Kind = Literal[
@@ -141,9 +141,13 @@ class Converter:
             tests.append(f"(typeof({c}) NOT IN ('integer', 'null') OR {c} NOT BETWEEN {lo} AND {hi})")
         elif self.family == "json":
             # json_valid ignores a NUL byte and whatever follows it, and accepts \\u0000 and lone surrogate
-            # escapes, which jsonb refuses: those are caught (exactly, and before the row is written) by
-            # computing the row's canonical text, see jsonb_loadable and copy_verify.RowHasher.
-            tests.append(f"(typeof({c}) NOT IN ('text', 'null') OR NOT json_valid({c}))")
+            # escapes, which jsonb refuses: any NUL byte or "\\u" sends the value to the exact check. The
+            # rest jsonb may refuse (numbers outside numeric's range) is tested as the row is hashed, before
+            # it is written: json.sent_text.
+            tests.append(
+                f"(typeof({c}) NOT IN ('text', 'null') OR NOT json_valid({c}) OR instr({c}, '\\u') > 0 "
+                f"OR instr(CAST({c} AS BLOB), x'00') > 0)"
+            )
         elif self.family == "text":
             tests.append(f"(typeof({c}) NOT IN ('text', 'null') OR instr(CAST({c} AS BLOB), x'00') > 0)")
             if self.column.max_length is not None:
@@ -362,10 +366,13 @@ def binary_copy_types(adapters: Any, columns: tuple[Column, ...], encoding: str)
 # the encoding is unambiguous; the server builds the same bytes (copy_verify.server_digest_sql).
 
 
-def canonical_source(conv: Converter, oracle: Oracle | None = None) -> Callable[[Any], str]:
+def canonical_source(conv: Converter, oracle: Oracle | None = None, json_as_sent: bool = False) -> Callable[[Any], str]:
+    """How a value enters the row text. JSON: its canonical jsonb text, or with ``json_as_sent`` the text
+    exactly as sent (checked to be one jsonb takes: a value PostgreSQL would refuse raises ValueError)."""
     family = conv.family
     if family == "json":
-        return jsonb_loadable if oracle is None else partial(jsonb_loadable, oracle=oracle)
+        check = sent_text if json_as_sent else jsonb_loadable
+        return check if oracle is None else partial(check, oracle=oracle)
     if family == "bool":
         return lambda v: "t" if v else "f"
     if family == "float":

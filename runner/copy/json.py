@@ -162,6 +162,45 @@ def jsonb_loadable(text: str, oracle: Oracle | None = None) -> str:
     return out
 
 
+# -- JSON sent as it is ------------------------------------------------------------------------
+#
+# The copier sends each JSON text as SQLite holds it and PostgreSQL parses it (load.py): the client
+# no longer builds the canonical text of every value. What must still be decided before writing is
+# whether jsonb would refuse a text. SQLite's json_valid (strict RFC 8259 since 3.45), run in the
+# copier's SELECT, refuses every syntax error; beyond it jsonb refuses only a NUL byte (json_valid
+# stops reading at it) and a \u0000 or unpaired surrogate escape, which the same SELECT flags (any NUL
+# byte, any "\u": copy_convert.Converter.attention_sql), a number outside numeric's range, and texts
+# past jsonb's size limits. A number is out of range only with an exponent of 4 or more digits (|e| >=
+# 1000: numeric's bounds are about |e| > 16000 today, older servers refused |e| > 1000) or a run of
+# thousands of digits; those, and very long texts, are tested here in C (bytes.translate, substring
+# search), and a text that may hold one gets the exact check (``jsonb_loadable``).
+
+_DIGITS = bytes.maketrans(b"123456789E-", b"000000000e+")  # digits -> 0, exponent and sign folded
+_ZEROS = b"0" * 1000
+_BIG_EXPONENT = re.compile(r"(?:^|[\[:,])\s*-?\d+(?:\.\d+)?[eE][-+]?\d{4}")
+_PLAIN_LIMIT = 1 << 26  # jsonb's limits (2^28 bytes per string or container) are far above this
+
+
+def may_be_refused(text: str) -> bool:
+    """For a text the copier's SQLite-side test passed (json_valid, no NUL byte, no "\\u"): False when jsonb
+    surely takes it, True when it needs the exact check (ValueError when it is not even UTF-8)."""
+    raw = text.encode("utf-8")
+    if len(raw) > _PLAIN_LIMIT:
+        return True
+    folded = raw.translate(_DIGITS)
+    if (b"e0000" in folded or b"e+0000" in folded) and _BIG_EXPONENT.search(text):
+        return True  # a number with a long exponent (the search skips hex ids such as "3e4512")
+    return len(raw) >= len(_ZEROS) and _ZEROS in folded
+
+
+def sent_text(text: str, oracle: Oracle | None = None) -> str:
+    """The text as sent (the checksum covers exactly these bytes), after making sure jsonb takes it:
+    ValueError (JsonRefused, UnicodeEncodeError) when it would not. Only for texts as may_be_refused says."""
+    if may_be_refused(text):
+        jsonb_loadable(text, oracle).encode("utf-8")
+    return text
+
+
 # -- NUL characters ----------------------------------------------------------------------------
 #
 # Backslashes occur in JSON only inside strings, as the first character of an escape: scanning

@@ -3,8 +3,9 @@
 Flow: check the source is at the newest sql/sqlite version -> migrate the target to the newest
 sql/postgres version -> take the migration lock -> one read transaction on the source (a consistent
 snapshot even while Agor writes in WAL mode) and one transaction on the target -> per table, in FK
-order, one streaming pass that scans, converts, hashes and COPYs -> rebuild the indexes and foreign
-keys that were dropped for the load -> set sequences -> compare checksums -> record the run -> COMMIT.
+order, one streaming pass (TablePass: read, examine, convert, hash, write) into a COPY, through a
+staging table for tables with JSON (load.py) -> rebuild the indexes and foreign keys that were
+dropped for the load -> set sequences -> compare checksums -> record the run -> COMMIT.
 
 Any problem found in the pass stops the writing but not the scanning, so the report lists them all;
 then everything is rolled back. Foreign keys and secondary indexes are dropped inside the
@@ -27,8 +28,9 @@ from ..core import interrupts
 from ..core.errors import AgorDbError, DatabaseError, DatabaseUnavailable, UsageError
 from ..core.plan import make_plan
 from ..core.urls import DatabaseUrl, redact
-from .convert import Bytes, Converter, Issue, Policies, binary_copy_types, converter_for, shorten
+from .convert import Bytes, Converter, Issue, Policies, converter_for, shorten
 from .json import JsonOracle
+from .load import TableLoader
 from .scan import Report, duplicate_sql, key_text, orphan_sql, row_ident_sql, unique_keys_to_check
 from .target import RUNS_TABLE, Pair, Table, match, quote, read_source, read_target
 from .verify import Digest, RowHasher, server_digest
@@ -113,6 +115,8 @@ class TableResult:
     bytes: int = 0
     source_digest: Digest | None = None
     target_digest: Digest | None = None
+    staged_digest: Digest | None = None  # the server's checksum of the rows it received (load.py)
+    stored_rows: int = 0  # how many of them it stored
 
 
 @dataclass
@@ -338,19 +342,6 @@ def _connect(url: DatabaseUrl) -> Any:
 # -- copy ------------------------------------------------------------------------------------
 
 
-COPY_QUEUE = 64  # buffers of ~32 KB: the most a slower server can make the writer thread hold
-
-
-def _writer(cur: Any) -> Any:
-    """A COPY writer whose thread waits on the socket while the main thread reads, checks and hashes the
-    next rows (psycopg releases the GIL while it waits), with a short queue so memory stays flat."""
-    from psycopg.copy import QueuedLibpqWriter
-
-    writer = QueuedLibpqWriter(cur)
-    writer._queue = type(writer._queue)(maxsize=COPY_QUEUE)
-    return writer
-
-
 class Copier:
     def __init__(self, src: DatabaseUrl, dst: DatabaseUrl, root: Path, options: CopyOptions, progress: Progress):
         self.src, self.dst, self.root, self.options, self.progress = src, dst, root, options, progress
@@ -365,6 +356,7 @@ class Copier:
         self.claimed: dict[tuple[str, str], dict[tuple[Any, ...], str]] = {}
         # PostgreSQL's own jsonb parser, for the JSON Python cannot answer exactly (opened when needed).
         self.oracle = JsonOracle(lambda: _connect(dst))
+        self.doing = ""  # what the copy is doing on the target, for the message when PostgreSQL refuses
 
     def run(self) -> CopyResult:
         from ..core import migrate as core
@@ -486,79 +478,99 @@ class Copier:
     def _copy(self, src: Any, conn: Any, pairs: list[Pair]) -> None:
         import psycopg
 
-        from .. import __version__
-
         started_ms = now_ms()
-        doing = "starting the copy"
+        self.doing = "starting the copy"
         try:
             with conn.transaction():
                 if self._refuse_non_empty(conn, src, pairs):
                     return
                 names = [p.target.name for p in pairs]
                 if self.options.truncate and names:
-                    doing = "emptying the target tables"
+                    self.doing = "emptying the target tables"
                     conn.execute("TRUNCATE " + ", ".join(quote(n) for n in names))
                 conn.execute(RUNS_DDL)
-                doing = "dropping indexes and foreign keys for the load"
+                self.doing = "dropping indexes and foreign keys for the load"
                 fks = [fk for p in pairs for fk in p.target.foreign_keys]
                 indexes = [ix for p in pairs for ix in p.target.indexes]
                 for fk in fks:
                     conn.execute(f"ALTER TABLE {quote(fk.table)} DROP CONSTRAINT {quote(fk.name)}")
                 for ix in indexes:
                     conn.execute(f"DROP INDEX {quote(ix.name)}")
-                doing = "copying rows"
+                self.doing = "copying rows"
                 self._pass(src, conn, pairs)
                 if not self.report.ok:
                     raise self.report.error()
-                t0 = time.perf_counter()
-                self.progress.phase(f"rebuilding {len(indexes)} index(es) and {len(fks)} foreign key(s)")
-                for ix in indexes:
-                    doing = f"re-creating index {ix.name}"
-                    conn.execute(ix.definition)
-                for fk in fks:
-                    doing = f"re-adding foreign key {fk.name} on {fk.table}"
-                    conn.execute(f"ALTER TABLE {quote(fk.table)} ADD CONSTRAINT {quote(fk.name)} {fk.definition}")
-                for p in pairs:
-                    for seq in p.target.sequences:
-                        doing = f"setting sequence {seq.sequence}"
-                        conn.execute(
-                            f"SELECT setval(%s, coalesce(max({quote(seq.column)}), 0) + 1, false) "
-                            f"FROM {quote(p.target.name)}",
-                            (seq.sequence,),
-                        )
-                self.result.phases["rebuild"] = time.perf_counter() - t0
-                t0 = time.perf_counter()
-                self.progress.phase("verifying row counts and checksums")
-                for p, tr in zip(pairs, self.result.tables, strict=True):
-                    doing = f"verifying {p.target.name}"
-                    tr.target_digest = server_digest(conn, p.target.name, self._converters(p))
-                    if tr.target_digest != tr.source_digest:
-                        s, t = tr.source_digest, tr.target_digest
-                        raise VerificationFailed(
-                            f"verification failed for table {p.target.name}: the source side has "
-                            f"{s.rows if s else 0} rows (checksum {s.total if s else 0}), the target "
-                            f"{t.rows} rows (checksum {t.total}); the copy was rolled back, the target is unchanged",
-                            hint="this is a bug in agor-db copy; please report it with AGOR_DB_DEBUG=1 output",
-                        )
-                self.result.phases["verify"] = time.perf_counter() - t0
-                self.result.source_checksum = source_checksum(self.result.tables)
-                conn.execute(
-                    f"INSERT INTO {RUNS_TABLE} (source, source_checksum, row_counts, policies, changed_rows, "
-                    "started_at, finished_at, agor_db_version) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                    (
-                        self.src.display,
-                        self.result.source_checksum,
-                        json.dumps({t.name: t.copied_rows for t in self.result.tables}),
-                        json.dumps(self.options.policies.as_dict()),
-                        self.report.change_count,
-                        started_ms,
-                        now_ms(),
-                        __version__,
-                    ),
-                )
-                doing = "committing"
+                self._rebuild(conn, pairs, indexes, fks)
+                self._verify(conn, pairs)
+                self._record(conn, started_ms)
+                self.doing = "committing"
         except psycopg.Error as exc:
-            raise _pg_error(self.dst, exc, doing) from None
+            raise _pg_error(self.dst, exc, self.doing) from None
+
+    def _rebuild(self, conn: Any, pairs: list[Pair], indexes: list[Any], fks: list[Any]) -> None:
+        t0 = time.perf_counter()
+        self.progress.phase(f"rebuilding {len(indexes)} index(es) and {len(fks)} foreign key(s)")
+        for ix in indexes:
+            self.doing = f"re-creating index {ix.name}"
+            conn.execute(ix.definition)
+        for fk in fks:
+            self.doing = f"re-adding foreign key {fk.name} on {fk.table}"
+            conn.execute(f"ALTER TABLE {quote(fk.table)} ADD CONSTRAINT {quote(fk.name)} {fk.definition}")
+        for p in pairs:
+            for seq in p.target.sequences:
+                self.doing = f"setting sequence {seq.sequence}"
+                conn.execute(
+                    f"SELECT setval(%s, coalesce(max({quote(seq.column)}), 0) + 1, false) FROM {quote(p.target.name)}",
+                    (seq.sequence,),
+                )
+        self.result.phases["rebuild"] = time.perf_counter() - t0
+
+    def _verify(self, conn: Any, pairs: list[Pair]) -> None:
+        t0 = time.perf_counter()
+        self.progress.phase("verifying row counts and checksums")
+        for p, tr in zip(pairs, self.result.tables, strict=True):
+            self.doing = f"verifying {p.target.name}"
+            tr.target_digest = self._target_digest(conn, p, tr)
+            if tr.target_digest != tr.source_digest:
+                s, t = tr.source_digest, tr.target_digest
+                raise VerificationFailed(
+                    f"verification failed for table {p.target.name}: the source side has "
+                    f"{s.rows if s else 0} rows (checksum {s.total if s else 0}), the target "
+                    f"{t.rows} rows (checksum {t.total}); the copy was rolled back, the target is unchanged",
+                    hint="this is a bug in agor-db copy; please report it with AGOR_DB_DEBUG=1 output",
+                )
+        self.result.phases["verify"] = time.perf_counter() - t0
+
+    def _record(self, conn: Any, started_ms: int) -> None:
+        from .. import __version__
+
+        self.result.source_checksum = source_checksum(self.result.tables)
+        conn.execute(
+            f"INSERT INTO {RUNS_TABLE} (source, source_checksum, row_counts, policies, changed_rows, "
+            "started_at, finished_at, agor_db_version) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                self.src.display,
+                self.result.source_checksum,
+                json.dumps({t.name: t.copied_rows for t in self.result.tables}),
+                json.dumps(self.options.policies.as_dict()),
+                self.report.change_count,
+                started_ms,
+                now_ms(),
+                __version__,
+            ),
+        )
+
+    def _target_digest(self, conn: Any, pair: Pair, tr: TableResult) -> Digest:
+        """What the target holds, as a digest to compare with the source side's. A staged table: the server's
+        checksum of the bytes it received, when the table holds exactly the rows it stored from them (it
+        stored its own jsonb parse of those bytes, load.py); otherwise the checksum of the stored rows."""
+        name = pair.target.name
+        if tr.staged_digest is None:
+            return server_digest(conn, name, self._converters(pair))
+        rows = int(conn.execute(f"SELECT count(*) FROM {quote(name)}").fetchone()[0])
+        if rows == tr.stored_rows == tr.staged_digest.rows:
+            return tr.staged_digest
+        return Digest(rows if rows != tr.staged_digest.rows else tr.stored_rows, tr.staged_digest.total)  # differs
 
     def _converters(self, pair: Pair) -> tuple[Converter, ...]:
         return tuple(converter_for(c, pair.target.name) for c in pair.columns)
@@ -661,130 +673,7 @@ class Copier:
         return drop
 
     def _table(self, src: Any, conn: Any, pair: Pair, result: TableResult, drop_rowids: set[int]) -> None:
-        table, source = pair.target, pair.source
-        assert source is not None
-        convs = self._converters(pair)
-        names = [c.name for c in pair.columns]
-        index = {n: i for i, n in enumerate(names)}
-        pk = table.primary_key if table.primary_key and all(c in index for c in table.primary_key) else ()
-        pk_idx = [index[c] for c in pk]
-        fks = [fk for fk in table.foreign_keys if all(c in index for c in fk.columns)]
-        orphan_tests = [orphan_sql(table, fk.columns, fk.ref_table, fk.ref_columns) for fk in fks]
-        flag = " OR ".join([c.attention_sql() for c in convs] + orphan_tests) or "0"
-        cols = ", ".join(quote(n) for n in names)
-        order = "rowid" if source.has_rowid else ", ".join(quote(c) for c in pk) or "rowid"
-        rowid = row_ident_sql(source, pk)
-        query = (
-            f"SELECT {rowid}, {cols}, ({flag}) FROM {quote(source.name)} "
-            + ("WHERE rowid > ? " if source.has_rowid else "")
-            + f"ORDER BY {order}"
-        )
-        # Parents a policy dropped rows from: children pointing at them are orphans too (live sets).
-        lost = [
-            (fk, self.dropped[fk.ref_table][fk.ref_columns])
-            for fk in fks
-            if fk.ref_columns in self.dropped.get(fk.ref_table, {})
-        ]
-        hasher = RowHasher(convs, self.oracle)
-        total = int(src.execute(f"SELECT count(*) FROM {quote(source.name)}").fetchone()[0])
-        self.progress.table_start(table.name, total)
-        started = time.perf_counter()
-        writing = self.writing and conn is not None
-        copy_cm: Any = None
-        copy: Any = None
-        if writing:
-            cur = conn.cursor()
-            binary = binary_copy_types(cur.adapters, pair.columns, conn.info.encoding)
-            fmt = " (FORMAT BINARY)" if binary else ""
-            copy_cm = cur.copy(f"COPY {quote(table.name)} ({cols}) FROM STDIN{fmt}", writer=_writer(cur))
-            copy = copy_cm.__enter__()
-            if binary:
-                copy.set_types(binary)
-        policies = self.options.policies
-        report = self.report
-        add = hasher.add
-        write_row = copy.write_row if copy is not None else None
-        seen = 0
-        copied = 0
-        last = ROWID_MIN
-        writing = self.writing and report.ok  # changes only when the slow path reports a problem
-
-        def slow(row: tuple[Any, ...]) -> tuple[Any, ...] | None:
-            """The exact check of one row: the values to load, or None when a policy dropped the row or
-            a problem was reported (the row is then neither hashed nor written)."""
-            nonlocal writing
-            problems = report.problem_count
-            values = self._slow(src, pair, convs, fks, pk, pk_idx, row, policies, drop_rowids)
-            writing = self.writing and report.ok
-            if values is None:
-                result.dropped_rows += 1
-                return None
-            if report.problem_count != problems:
-                return None
-            add(values)  # the exact check passed these values: an error here is a bug, not bad data
-            return values
-
-        try:
-            params: tuple[Any, ...] = (last,) if source.has_rowid else ()
-            while True:
-                rows: Iterator[Any] = iter(src.execute(query, params))
-                try:
-                    for row in rows:
-                        seen += 1
-                        if seen % PROGRESS_EVERY == 0:
-                            self.progress.table_rows(table.name, seen)
-                        last = row[0]
-                        if row[-1] or (lost and self.drop_count) or last in drop_rowids:
-                            values = slow(row)
-                            if values is None:
-                                continue
-                        else:
-                            values = row[1:-1]
-                            try:
-                                add(values)
-                            except (ValueError, ArithmeticError):  # UnicodeEncodeError is a ValueError
-                                # A row the SQLite-side test passed that has no canonical form (a lone
-                                # surrogate escape, a number numeric cannot hold): the exact check decides.
-                                values = slow(row)
-                                if values is None:
-                                    continue
-                        if writing:
-                            if write_row is not None:
-                                write_row(values)
-                            copied += 1
-                    break
-                except UnicodeDecodeError:
-                    if not source.has_rowid:  # no rowid to step past it: the rest of the table read as bytes
-                        for raw in self._raw_rows(src, source.name, names, flag, rowid, order, seen):
-                            seen += 1
-                            values = slow(raw)
-                            if values is not None and writing:
-                                if write_row is not None:
-                                    write_row(values)
-                                copied += 1
-                        break
-                    raw = self._raw_row(src, source.name, names, flag, last)
-                    seen += 1
-                    last = raw[0]
-                    values = slow(raw)
-                    if values is not None and writing:
-                        if write_row is not None:
-                            write_row(values)
-                        copied += 1
-                    params = (last,)
-        except BaseException as exc:
-            if copy_cm is not None:
-                copy_cm.__exit__(type(exc), exc, exc.__traceback__)
-            raise
-        if copy_cm is not None:
-            copy_cm.__exit__(None, None, None)
-        if not self.report.ok:
-            self.writing = False
-        result.source_rows = seen
-        result.copied_rows = copied
-        result.seconds = time.perf_counter() - started
-        result.source_digest = hasher.digest()
-        self.progress.table_done(table.name, seen, result.seconds)
+        TablePass(self, src, pair, result, drop_rowids).run(conn)
 
     def _raw_row(self, src: Any, table: str, names: list[str], flag: str, last: int) -> tuple[Any, ...]:
         """The row apsw could not decode, with its text read as bytes."""
@@ -830,38 +719,8 @@ class Copier:
             drop = drop or out.drop_row
         if changes and not drop:
             drop = self._policy_collisions(src, pair, row, values, key, issues, changes)
-        index = {c.name: i for i, c in enumerate(pair.columns)}
         for fk in fks:
-            fk_vals = [values[index[c]] for c in fk.columns]
-            if any(v is None or isinstance(v, Bytes) for v in fk_vals):
-                continue
-            why = None
-            dropped = self.dropped.get(fk.ref_table, {}).get(fk.ref_columns)
-            if dropped and tuple(fk_vals) in dropped:
-                why = f"its {fk.ref_table} row was dropped by a policy"
-            elif tuple(fk_vals) in self.renamed.get((fk.ref_table, fk.ref_columns), ()):
-                pass  # the parent's key as a policy makes it in PostgreSQL
-            else:
-                match_ = " AND ".join(f"{quote(r)} = ?" for r in fk.ref_columns)
-                if (
-                    src.execute(f"SELECT 1 FROM {quote(fk.ref_table)} WHERE {match_} LIMIT 1", fk_vals).fetchone()
-                    is None
-                ):
-                    why = f"no {fk.ref_table} row has {', '.join(fk.ref_columns)} = {', '.join(map(repr, fk_vals))}"
-            if why is None:
-                continue
-            col_names = ",".join(fk.columns)
-            shown = shorten(fk_vals[0] if len(fk_vals) == 1 else tuple(fk_vals))
-            if policies.orphans == "drop":
-                drop = True
-                changes.append((col_names, f"row dropped: orphaned foreign key ({why})"))
-            elif policies.orphans == "null" and not any(pair.target.column(c).not_null for c in fk.columns):
-                for c in fk.columns:
-                    values[index[c]] = None
-                changes.append((col_names, f"orphaned foreign key set to NULL ({why})"))
-            else:
-                detail = why if policies.orphans == "fail" else f"{why}; the column is NOT NULL, use --orphans=drop"
-                issues.append(Issue("orphan", col_names, shown, f"{detail} ({fk.name})"))
+            drop = self._orphan(src, pair, fk, values, issues, changes) or drop
         if drop:
             for col, action in changes:
                 if action.startswith("row dropped"):
@@ -874,6 +733,48 @@ class Copier:
         for col, action in changes:
             self.report.change(table, key, col, action)
         return tuple(values)
+
+    def _orphan(
+        self,
+        src: Any,
+        pair: Pair,
+        fk: Any,
+        values: list[Any],
+        issues: list[Issue],
+        changes: list[tuple[str, str]],
+    ) -> bool:
+        """A foreign key of the row whose parent PostgreSQL will not hold: reported, set to NULL, or (True)
+        the row is to be dropped, as --orphans says."""
+        index = {c.name: i for i, c in enumerate(pair.columns)}
+        fk_vals = [values[index[c]] for c in fk.columns]
+        if any(v is None or isinstance(v, Bytes) for v in fk_vals):
+            return False
+        why = None
+        dropped = self.dropped.get(fk.ref_table, {}).get(fk.ref_columns)
+        if dropped and tuple(fk_vals) in dropped:
+            why = f"its {fk.ref_table} row was dropped by a policy"
+        elif tuple(fk_vals) in self.renamed.get((fk.ref_table, fk.ref_columns), ()):
+            pass  # the parent's key as a policy makes it in PostgreSQL
+        else:
+            match_ = " AND ".join(f"{quote(r)} = ?" for r in fk.ref_columns)
+            if src.execute(f"SELECT 1 FROM {quote(fk.ref_table)} WHERE {match_} LIMIT 1", fk_vals).fetchone() is None:
+                why = f"no {fk.ref_table} row has {', '.join(fk.ref_columns)} = {', '.join(map(repr, fk_vals))}"
+        if why is None:
+            return False
+        col_names = ",".join(fk.columns)
+        policies = self.options.policies
+        if policies.orphans == "drop":
+            changes.append((col_names, f"row dropped: orphaned foreign key ({why})"))
+            return True
+        if policies.orphans == "null" and not any(pair.target.column(c).not_null for c in fk.columns):
+            for c in fk.columns:
+                values[index[c]] = None
+            changes.append((col_names, f"orphaned foreign key set to NULL ({why})"))
+            return False
+        detail = why if policies.orphans == "fail" else f"{why}; the column is NOT NULL, use --orphans=drop"
+        shown = shorten(fk_vals[0] if len(fk_vals) == 1 else tuple(fk_vals))
+        issues.append(Issue("orphan", col_names, shown, f"{detail} ({fk.name})"))
+        return False
 
     def _policy_collisions(
         self,
@@ -942,6 +843,136 @@ class Copier:
         for cols, keys in self.dropped.get(table, {}).items():
             if all(c in index for c in cols):
                 keys.add(tuple(values[index[c]] for c in cols))
+
+
+class TablePass:
+    """One table's pass. Each row goes through the same steps, top to bottom:
+
+    read     the rows in rowid order from the snapshot, with the SQLite-side tests' verdict (``flag``);
+             text that is not UTF-8 is read again as bytes (and always examined exactly);
+    examine  rows the SQLite-side tests passed, that no policy concerns, go as they are; the others ...
+    convert  ... get the exact check (``Copier._slow``): the values to load, a policy's change, or problems;
+    hash     the values exactly as they are sent (JSON as its text, see load.py); a JSON text that may
+             be one jsonb refuses gets the exact check first, and is converted like a flagged row;
+    write    the values to the table's COPY (load.TableLoader), unless a problem stopped writing.
+    """
+
+    def __init__(self, copier: Copier, src: Any, pair: Pair, result: TableResult, drop_rowids: set[int]) -> None:
+        self.copier, self.src, self.pair, self.result, self.drop_rowids = copier, src, pair, result, drop_rowids
+        table, source = pair.target, pair.source
+        assert source is not None
+        self.source = source
+        self.convs = copier._converters(pair)
+        self.names = [c.name for c in pair.columns]
+        self.pk = _copied_pk(pair)
+        self.pk_idx = [self.names.index(c) for c in self.pk]
+        self.fks = [fk for fk in table.foreign_keys if all(c in self.names for c in fk.columns)]
+        orphan_tests = [orphan_sql(table, fk.columns, fk.ref_table, fk.ref_columns) for fk in self.fks]
+        self.flag = " OR ".join([c.attention_sql() for c in self.convs] + orphan_tests) or "0"
+        self.order = "rowid" if source.has_rowid else ", ".join(quote(c) for c in self.pk) or "rowid"
+        self.ident = row_ident_sql(source, self.pk)
+        # Parents a policy dropped rows from: children pointing at them are orphans too (live sets).
+        self.lost = any(fk.ref_columns in copier.dropped.get(fk.ref_table, {}) for fk in self.fks)
+        self.hasher = RowHasher(self.convs, copier.oracle, json_as_sent=True)
+        self.write_row: Any = None
+        self.writing = copier.writing and copier.report.ok  # changes only when convert reports a problem
+        self.seen = self.copied = 0
+        self.last = ROWID_MIN
+
+    def run(self, conn: Any) -> None:
+        name, result = self.pair.target.name, self.result
+        total = int(self.src.execute(f"SELECT count(*) FROM {quote(self.source.name)}").fetchone()[0])
+        self.copier.progress.table_start(name, total)
+        started = time.perf_counter()
+        if self.copier.writing and conn is not None:
+            loader = TableLoader(conn, name, self.pair.columns, self.convs)
+            with loader as self.write_row:
+                self._rows()
+            result.staged_digest, result.stored_rows = loader.staged, loader.inserted
+        else:
+            self._rows()
+        if not self.copier.report.ok:
+            self.copier.writing = False
+        result.source_rows, result.copied_rows = self.seen, self.copied
+        result.seconds = time.perf_counter() - started
+        result.source_digest = self.hasher.digest()
+        self.copier.progress.table_done(name, self.seen, result.seconds)
+
+    def _rows(self) -> None:
+        for row in self.read():
+            values = row[1:-1] if self.examine(row) else None
+            if values is None or not self.hash(values):
+                values = self.convert(row)
+            if values is not None:
+                self.write(values)
+
+    def read(self) -> Iterator[tuple[Any, ...]]:
+        """(row ident, values..., flag) for every row; rows apsw cannot decode are read again as bytes."""
+        c, src, source = self.copier, self.src, self.source
+        query = (
+            f"SELECT {self.ident}, {', '.join(quote(n) for n in self.names)}, ({self.flag}) FROM {quote(source.name)} "
+            + ("WHERE rowid > ? " if source.has_rowid else "")
+            + f"ORDER BY {self.order}"
+        )
+        params: tuple[Any, ...] = (self.last,) if source.has_rowid else ()
+        while True:
+            try:
+                for row in src.execute(query, params):
+                    self._count(row)
+                    yield row
+                return
+            except UnicodeDecodeError:
+                if not source.has_rowid:  # no rowid to step past it: the rest of the table read as bytes
+                    for raw in c._raw_rows(src, source.name, self.names, self.flag, self.ident, self.order, self.seen):
+                        self._count(raw)
+                        yield raw
+                    return
+                raw = c._raw_row(src, source.name, self.names, self.flag, self.last)
+                self._count(raw)
+                yield raw
+                params = (self.last,)
+
+    def _count(self, row: tuple[Any, ...]) -> None:
+        self.seen += 1
+        self.last = row[0]
+        if self.seen % PROGRESS_EVERY == 0:
+            self.copier.progress.table_rows(self.pair.target.name, self.seen)
+
+    def examine(self, row: tuple[Any, ...]) -> bool:
+        """True when the row can go as it is: the SQLite-side tests found nothing, no policy concerns it."""
+        return not (row[-1] or (self.lost and self.copier.drop_count) or row[0] in self.drop_rowids)
+
+    def convert(self, row: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """The exact check of one row: the values to load (hashed), or None when a policy dropped the row
+        or a problem was reported (the row is then neither hashed nor written)."""
+        c = self.copier
+        problems = c.report.problem_count
+        values = c._slow(
+            self.src, self.pair, self.convs, self.fks, self.pk, self.pk_idx, row, c.options.policies, self.drop_rowids
+        )
+        self.writing = c.writing and c.report.ok
+        if values is None:
+            self.result.dropped_rows += 1
+            return None
+        if c.report.problem_count != problems:
+            return None
+        self.hasher.add(values)  # the exact check passed these values: an error here is a bug, not bad data
+        return values
+
+    def hash(self, values: tuple[Any, ...]) -> bool:
+        """False (nothing counted) for a value the SQLite-side test passed that has no form PostgreSQL takes
+        (a \\u0000 or lone surrogate escape, a number numeric cannot hold): the row needs convert."""
+        try:
+            self.hasher.add(values)
+        except (ValueError, ArithmeticError):  # UnicodeEncodeError is a ValueError
+            return False
+        return True
+
+    def write(self, values: tuple[Any, ...]) -> None:
+        if self.writing:
+            if self.write_row is not None:
+                self.write_row(values)
+            self.copied += 1
 
 
 def copy(

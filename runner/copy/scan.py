@@ -1,6 +1,6 @@
 """The pre-flight findings of `agor-db copy`: bad values grouped by table and kind, and policy changes.
 
-The scan shares the copier's one streaming pass (see copier.py): rows that a SQLite-side test flags
+The scan shares the copier's one streaming pass (see run.py): rows that a SQLite-side test flags
 are examined here in Python, problems are collected for every row, and at the end the copy either
 commits or rolls back with this report. Key-level checks (orphans, duplicates) are plain SQL.
 """

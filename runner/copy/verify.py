@@ -1,9 +1,13 @@
 """Content checksums computed on both sides of the copy, compared before COMMIT.
 
-Per row: md5 over the canonical bytes of every copied column (JSON as PostgreSQL prints jsonb, so
-key order and whitespace do not matter but every parsed value does); per table: the row count and
-the sum of the rows' first 64 digest bits. A sum does not depend on row order, so the source is read
-in rowid order while the server scans however it likes, and it computes its side itself.
+Per row: md5 over the canonical bytes of every copied column; per table: the row count and the sum
+of the rows' first 64 digest bits. A sum does not depend on row order, so the source is read in rowid
+order while the server scans however it likes, and it computes its side itself.
+
+JSON enters the row text in one of two forms, the same on both sides: as the text exactly as sent
+(``json_as_sent``: the copier's way, compared with the server's checksum of the staging table that
+received it, see load.py) or as PostgreSQL prints the stored jsonb (``jsonb::text``: key order and
+whitespace do not matter, every parsed value does).
 """
 
 from __future__ import annotations
@@ -30,10 +34,14 @@ class Digest:
 class RowHasher:
     """The source side: one call per loaded row with the values as they are sent to PostgreSQL."""
 
-    def __init__(self, converters: tuple[Converter, ...], oracle: Oracle | None = None) -> None:
+    def __init__(
+        self, converters: tuple[Converter, ...], oracle: Oracle | None = None, json_as_sent: bool = False
+    ) -> None:
         self.rows = 0
         self.total = 0
-        self._canon: tuple[Callable[[Any], str], ...] = tuple(canonical_source(c, oracle) for c in converters)
+        self._canon: tuple[Callable[[Any], str], ...] = tuple(
+            canonical_source(c, oracle, json_as_sent) for c in converters
+        )
         long_ = tuple(i for i, c in enumerate(converters) if c.family in ("json", "text", "bytea"))
         self._row_text = _compile(self._canon, long_)
 
@@ -99,13 +107,13 @@ def _compile(canon: tuple[Callable[[Any], str], ...], long_: tuple[int, ...] = (
     return fn
 
 
-def _server_value(conv: Converter) -> str:
+def _server_value(conv: Converter, json_as_sent: bool) -> str:
     c = quote(conv.name)
     family = conv.family
     if family == "bool":
         text = f"CASE WHEN {c} THEN 't' ELSE 'f' END"
     elif family == "json":
-        text = f"{c}::text"
+        text = c if json_as_sent else f"{c}::text"  # as sent: a staging table's text column
     elif family in ("text",):
         text = c
     else:
@@ -113,11 +121,11 @@ def _server_value(conv: Converter) -> str:
     return f"coalesce('\\x01'::bytea || convert_to({text}, 'UTF8') || '\\x00'::bytea, '\\x02'::bytea)"
 
 
-def server_digest_sql(table: str, converters: tuple[Converter, ...]) -> str:
-    row = " || ".join(_server_value(c) for c in converters) or "''::bytea"
+def server_digest_sql(table: str, converters: tuple[Converter, ...], json_as_sent: bool = False) -> str:
+    row = " || ".join(_server_value(c, json_as_sent) for c in converters) or "''::bytea"
     return f"SELECT count(*), coalesce(sum(('x' || left(md5({row}), 16))::bit(64)::bigint), 0) FROM {quote(table)}"
 
 
-def server_digest(conn: Any, table: str, converters: tuple[Converter, ...]) -> Digest:
-    row = conn.execute(server_digest_sql(table, converters)).fetchone()
+def server_digest(conn: Any, table: str, converters: tuple[Converter, ...], json_as_sent: bool = False) -> Digest:
+    row = conn.execute(server_digest_sql(table, converters, json_as_sent)).fetchone()
     return Digest(int(row[0]), int(row[1]))

@@ -1,0 +1,179 @@
+"""How one table's rows reach PostgreSQL: a binary COPY, through a staging table when it has JSON.
+
+A table with JSON columns is loaded in chunks, each in two steps on the server inside the copy's
+transaction: COPY into a temporary staging table whose JSON columns are ``text`` (the bytes exactly as
+sent), then one ``INSERT INTO table SELECT ..., col::jsonb FROM staging``. Before the INSERT the
+server computes the checksum of the staged rows; the sums of all chunks are compared with the client's
+checksum of what it sent: the server attests the bytes it received, and what it stores is its own
+jsonb parse of exactly those bytes (no client-side JSON serialisation in between, which the client
+therefore does not need to reproduce: it hashes the text it sends). Tables without JSON are copied
+straight into place.
+
+The chunks are written by a loader thread that owns the connection for the table, so the server's
+checksum and INSERT of one chunk run while the main thread reads, checks and hashes the next (psycopg
+releases the GIL while it waits on the server); a short queue keeps memory flat.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from types import TracebackType
+from typing import Any
+
+from .convert import Converter, binary_copy_types
+from .target import Column, quote
+from .verify import Digest, server_digest
+
+STAGE = "agor_db_copy_stage"
+TEXT_OID = 25
+COPY_QUEUE = 64  # buffers of ~32 KB: the most a slower server can make the writer thread hold
+CHUNK_BYTES = 2 << 20  # JSON text per staged chunk: the stage stays within the server's temp_buffers
+CHUNK_ROWS = 20_000
+CHUNKS_AHEAD = 1  # chunks the main thread may have ready while the loader thread works on one
+
+
+def _writer(cur: Any) -> Any:
+    """A COPY writer whose thread waits on the socket while the main thread reads, checks and hashes the
+    next rows (psycopg releases the GIL while it waits), with a short queue so memory stays flat."""
+    from psycopg.copy import QueuedLibpqWriter
+
+    writer = QueuedLibpqWriter(cur)
+    writer._queue = type(writer._queue)(maxsize=COPY_QUEUE)
+    return writer
+
+
+class TableLoader:
+    """``with TableLoader(...) as write_row:`` COPYs one table's rows; ``staged`` is then the server's
+    checksum of the staged rows and ``inserted`` how many it stored (None, 0 for a table copied straight
+    into place)."""
+
+    def __init__(self, conn: Any, table: str, columns: tuple[Column, ...], converters: tuple[Converter, ...]):
+        self.conn, self.table, self.columns, self.converters = conn, table, columns, converters
+        self.json = [i for i, c in enumerate(converters) if c.family == "json"]
+        self.staged: Digest | None = None
+        self.inserted = 0
+        self._copy_cm: Any = None
+        self._chunk: list[Sequence[Any]] = []
+        self._chunk_bytes = 0
+        self._queue: queue.Queue[list[Sequence[Any]] | None] = queue.Queue(maxsize=CHUNKS_AHEAD)
+        self._thread: threading.Thread | None = None
+        self._failed: BaseException | None = None
+        self._stop = False
+
+    def __enter__(self) -> Callable[[Sequence[Any]], None]:
+        if not self.json:
+            copy = self._start_copy(self.table, self.columns, _writer)
+            write_row: Callable[[Sequence[Any]], None] = copy.write_row
+            return write_row
+        self._create_stage()
+        self.staged = Digest(0, 0)
+        self._thread = threading.Thread(target=self._load, name=f"agor-db copy {self.table}", daemon=True)
+        self._thread.start()
+        return self._add
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self._thread is None:
+            self._copy_cm.__exit__(kind, exc, tb)
+            return
+        try:
+            if kind is None and self._chunk:
+                self._put(self._chunk)
+        finally:
+            if kind is not None:  # stop after the chunk in hand: the caller rolls back
+                self._stop = True
+                self._drain()
+            self._put(None)
+            self._thread.join()  # the connection is the caller's again
+        if self._failed is not None and kind is None:
+            raise self._failed
+        if kind is None:
+            self.conn.execute(f"DROP TABLE {quote(STAGE)}")
+
+    # -- the main thread's side -------------------------------------------------------------------
+
+    def _add(self, row: Sequence[Any]) -> None:
+        self._chunk.append(row)
+        self._chunk_bytes += sum(len(row[i]) for i in self.json if row[i] is not None)
+        if self._chunk_bytes >= CHUNK_BYTES or len(self._chunk) >= CHUNK_ROWS:
+            self._put(self._chunk)
+            self._chunk, self._chunk_bytes = [], 0
+
+    def _put(self, chunk: list[Sequence[Any]] | None) -> None:
+        while True:
+            if self._failed is not None and chunk is not None:
+                raise self._failed
+            try:
+                self._queue.put(chunk, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                return
+
+    # -- the loader thread's side -----------------------------------------------------------------
+
+    def _load(self) -> None:
+        try:
+            while (chunk := self._queue.get()) is not None:
+                if not self._stop and self._failed is None:
+                    self._load_chunk(chunk)
+        except BaseException as exc:  # handed to the main thread, which raises it
+            self._failed = exc
+            while self._queue.get() is not None:
+                pass
+
+    def _load_chunk(self, chunk: list[Sequence[Any]]) -> None:
+        """COPY the chunk into the stage, checksum what arrived, store the server's parse of it, empty the stage."""
+        staged = tuple(
+            replace(c, type="text", oid=TEXT_OID) if i in self.json else c for i, c in enumerate(self.columns)
+        )
+        copy = self._start_copy(STAGE, staged, None)
+        try:
+            for row in chunk:
+                copy.write_row(row)
+        except BaseException as exc:
+            self._copy_cm.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        self._copy_cm.__exit__(None, None, None)
+        got = server_digest(self.conn, STAGE, self.converters, json_as_sent=True)
+        assert self.staged is not None
+        self.staged = Digest(self.staged.rows + got.rows, self.staged.total + got.total)
+        names = ", ".join(quote(c.name) for c in self.columns)
+        exprs = ", ".join(
+            f"{quote(c.name)}::{c.type}" if i in self.json else quote(c.name) for i, c in enumerate(self.columns)
+        )
+        cur = self.conn.execute(f"INSERT INTO {quote(self.table)} ({names}) SELECT {exprs} FROM {quote(STAGE)}")
+        self.inserted += cur.rowcount
+        self.conn.execute(f"TRUNCATE {quote(STAGE)}")
+
+    def _start_copy(self, into: str, columns: tuple[Column, ...], writer: Callable[[Any], Any] | None) -> Any:
+        cur = self.conn.cursor()
+        binary = binary_copy_types(cur.adapters, columns, self.conn.info.encoding)
+        fmt = " (FORMAT BINARY)" if binary else ""
+        names = ", ".join(quote(c.name) for c in columns)
+        sql = f"COPY {quote(into)} ({names}) FROM STDIN{fmt}"
+        self._copy_cm = cur.copy(sql, writer=writer(cur)) if writer is not None else cur.copy(sql)
+        copy = self._copy_cm.__enter__()
+        if binary:
+            copy.set_types(binary)
+        return copy
+
+    def _create_stage(self) -> None:
+        exprs = ", ".join(
+            f"{quote(c.name)}::text AS {quote(c.name)}" if i in self.json else quote(c.name)
+            for i, c in enumerate(self.columns)
+        )
+        self.conn.execute(
+            f"CREATE TEMP TABLE {quote(STAGE)} ON COMMIT DROP AS SELECT {exprs} FROM {quote(self.table)} WITH NO DATA"
+        )
+        for i in self.json:  # staged text is read once: compressing it would only cost CPU
+            name = quote(self.columns[i].name)
+            self.conn.execute(f"ALTER TABLE {quote(STAGE)} ALTER COLUMN {name} SET STORAGE EXTERNAL")
