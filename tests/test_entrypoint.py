@@ -32,7 +32,9 @@ APP = textwrap.dedent(
         marker.with_suffix(".signal").write_text(str(signum))
         sys.exit(42)
     signal.signal(signal.SIGTERM, stop)
-    marker.write_text(str(os.getpid()))
+    # written whole then renamed: the test polls for the file and must never read it half-written
+    marker.with_suffix(".tmp").write_text(str(os.getpid()))
+    os.replace(marker.with_suffix(".tmp"), marker)
     if len(sys.argv) > 2:  # stay up until signalled
         time.sleep(60)
     """
