@@ -8,8 +8,6 @@ from typing import Annotated
 import typer
 
 from ..core.urls import redact
-from ..schema.check import check as check_folders
-from ..schema.check import read_live
 from .app import EXIT_CODES, DatabaseUrlOpt, Session, SqlDirOpt, app, run
 
 
@@ -33,6 +31,7 @@ def schema(
 
     def body(s: Session) -> int:
         from ..core.source import sql_root
+        from ..schema.check import read_live
         from ..schema.model import load_kinds, render, to_json
 
         url = s.url(database_url)
@@ -95,6 +94,8 @@ def check(
     """
 
     def body(s: Session) -> int:
+        from ..schema.check import check as check_folders
+
         result = check_folders(s.url(database_url), sql_dir, write=write)
         for line in result.problems:
             s.out.line(line, style="red")
