@@ -37,17 +37,15 @@ _POLL_FAILED, _POLL_READING, _POLL_WRITING, _POLL_OK = 0, 1, 2, 3
 _TUPLES_OK = 2
 
 # The journal must be the one the full path reads (found through search_path) and live in the
-# current schema; the standby check hands a server in recovery to the full path.
-_QUERY = f"""
-SELECT s.recovery, s.here, j.version, j.name, j.checksum
-FROM (
-    SELECT pg_is_in_recovery() AS recovery,
-           (SELECT n.nspname = current_schema() FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE c.oid = to_regclass('{JOURNAL_TABLE}')) AS here
-) s
-LEFT JOIN {JOURNAL_TABLE} j ON true
-ORDER BY j.version
+# current schema; the standby check hands a server in recovery to the full path. Asked before the
+# journal is read, so that a database without one never logs "relation does not exist" on the server
+# (every runner of a fresh deployment would).
+_PROBE = f"""
+SELECT pg_is_in_recovery(),
+       (SELECT n.nspname = current_schema() FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.oid = to_regclass('{JOURNAL_TABLE}'))
 """
+_JOURNAL = f"SELECT version, name, checksum FROM {JOURNAL_TABLE} ORDER BY version"
 
 
 # libpq's default notice processor writes server notices to stderr; psycopg only logs them, so the
@@ -101,6 +99,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         ("PQexec", p, [p, c]),
         ("PQresultStatus", i, [p]),
         ("PQntuples", i, [p]),
+        ("PQnfields", i, [p]),
         ("PQgetisnull", i, [p, i, i]),
         ("PQgetvalue", c, [p, i, i]),
         ("PQclear", None, [p]),
@@ -235,20 +234,32 @@ def _single_attempt(options: dict[str, str]) -> bool:
 
 
 def _select(lib: ctypes.CDLL, conn: int) -> list[Row] | None:
-    res = lib.PQexec(conn, _QUERY.encode())
+    probe = _query(lib, conn, _PROBE)
+    if probe != [(b"f", b"t")]:
+        return None  # a standby, no journal, or a journal outside the current schema: the full CLI decides
+    rows = _query(lib, conn, _JOURNAL)
+    if rows is None:
+        return None  # no privilege, ...: the full CLI decides
+    journal: list[Row] = []
+    for version, name, checksum in rows:
+        if version is None or name is None or checksum is None:
+            return None
+        journal.append((int(version), name.decode(), checksum.decode()))
+    return journal
+
+
+def _query(lib: ctypes.CDLL, conn: int, sql: str) -> list[tuple[bytes | None, ...]] | None:
+    """Every row of a query's result as bytes (None for NULL), or None when it did not return rows."""
+    res = lib.PQexec(conn, sql.encode())
     if not res:
         return None
     try:
         if lib.PQresultStatus(res) != _TUPLES_OK:
-            return None  # no journal table, no privilege, ...: the full CLI decides
-        rows: list[Row] = []
-        for r in range(lib.PQntuples(res)):
-            if lib.PQgetvalue(res, r, 0) != b"f" or lib.PQgetvalue(res, r, 1) != b"t":
-                return None  # a standby, or a journal outside the current schema
-            if lib.PQgetisnull(res, r, 2):
-                continue  # the empty journal's one row
-            version, name, digest = (lib.PQgetvalue(res, r, k).decode() for k in (2, 3, 4))
-            rows.append((int(version), name, digest))
-        return rows
+            return None
+        width = lib.PQnfields(res)
+        return [
+            tuple(None if lib.PQgetisnull(res, r, k) else lib.PQgetvalue(res, r, k) for k in range(width))
+            for r in range(lib.PQntuples(res))
+        ]
     finally:
         lib.PQclear(res)

@@ -355,7 +355,18 @@ def test_every_command_teaches_with_examples(command: str) -> None:
     r = run_cli(command, "--help")
     assert r.code == 0, r.output
     assert "Example" in r.stdout, f"`agor-db {command} --help` shows no example"
+    codes = {line.split()[0] for line in r.stdout.split("Exit codes:")[1].splitlines() if line.strip()}
+    assert {"0", "1", "2", "3", "4", "5", "130", "143"} <= codes, f"`agor-db {command} --help`: {sorted(codes)}"
     assert "Exit codes:" in run_cli("--help").stdout
+
+
+def test_status_of_a_missing_sqlite_file_says_so_and_creates_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "not-yet.db"
+    r = run_cli("status", "-d", str(db))
+    assert r.code == 0, r.output
+    assert f"{db} does not exist yet: `agor-db migrate` creates it" in r.stderr
+    assert "0 applied" in r.stdout
+    assert not db.exists() and list(tmp_path.iterdir()) == []
 
 
 def test_unknown_option_is_a_usage_error() -> None:

@@ -309,3 +309,31 @@ def test_standby_hands_over(standby_url: str, sql_root: Path) -> None:
     assert (code, output.strip()) == (full.code, (full.stdout + full.stderr).strip())
     # the standby answers and holds the journal: recovery is what made the fast path step aside
     assert full.code == 0 and "nothing to migrate" in full.stdout, full.output
+
+
+def _xact_counts(pg_server: PgServer, dbname: str) -> tuple[int, int]:
+    import psycopg
+
+    with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        row = conn.execute("SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = %s", (dbname,))
+        commit, rollback = row.fetchone() or (0, 0)
+        return int(commit), int(rollback)
+
+
+def test_database_without_journal_hands_over_without_a_server_error(pg_db: str, pg_server: PgServer) -> None:
+    """A fresh deployment's runners all try the fast path first: asking for a journal that is not there yet
+    must not fail a statement (an ERROR line per runner in the server's log)."""
+    from agor_db.core.urls import parse_url
+    from agor_db.fast_pg import load_libpq, read_journal
+
+    if load_libpq() is None:
+        pytest.skip("no libpq found for the fast path")
+    name = dbname_of(pg_db)
+    before = _xact_counts(pg_server, name)
+    assert read_journal(parse_url(pg_db)) is None  # no journal: the full CLI decides
+    deadline = time.monotonic() + 10
+    while (after := _xact_counts(pg_server, name))[0] == before[0] and time.monotonic() < deadline:
+        time.sleep(0.1)  # the backend reports its statistics when it exits
+    assert after[0] > before[0], "the fast path's own queries were never counted: the test proves nothing"
+    assert after[1] == before[1], "a fast-path statement failed on the server"

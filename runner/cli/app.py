@@ -27,6 +27,8 @@ Exit codes:
   5  database unavailable: unreachable, wrong password, missing database, a hot standby,
      a server restart mid-run, unusable file
   6  pending migrations (only with `status --exit-code`)
+  130  interrupted by Ctrl-C: what was in progress was rolled back
+  143  stopped by SIGTERM (docker stop, Kubernetes): handled like Ctrl-C
 """
 
 app = typer.Typer(
@@ -74,7 +76,8 @@ LockTimeoutOpt = Annotated[
         envvar="AGOR_LOCK_TIMEOUT",
         min=0,
         max=MAX_SECONDS,
-        help="Seconds to wait for another agor-db run to finish before giving up (exit 4).",
+        help="Seconds to wait, in all, for another agor-db run to finish and (PostgreSQL) for a migration's "
+        "table locks across its retries, before giving up (exit 4).",
     ),
 ]
 

@@ -11,10 +11,8 @@ import typer
 from ..core.urls import redact
 from .app import EXIT_CODES, LockTimeoutOpt, Session, SqlDirOpt, app, run
 
-COPY_EXIT_CODES = EXIT_CODES.rstrip() + "\n  130 interrupted (Ctrl-C): the copy was rolled back\n"
 
-
-@app.command(epilog=COPY_EXIT_CODES)
+@app.command(epilog=EXIT_CODES)
 def copy(
     source: Annotated[
         str | None,

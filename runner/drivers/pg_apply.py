@@ -297,7 +297,7 @@ class Applier:
             return
         self._told = self.blockers
         where = _where(script, busy)
-        who = "; ".join(b.describe() for b in self.blockers) or "finding out who (next try)"
+        who = "; ".join(b.describe() for b in self.blockers) or "not identified yet (named at the next wait)"
         self.d.on_wait(
             f"{script.migration.label}: {where} waited {self.d.statement_lock_timeout:g}s for a lock and was "
             f"rolled back, retrying (so readers do not queue behind it); blocked by: {who}"

@@ -61,8 +61,9 @@ class SqliteDriver:
         self._preexisting: Counter[tuple[str, str]] = Counter()
         self.conn: apsw.Connection | None = None
         self.exists = url.is_memory or self.path.exists()
-        if readonly and not self.exists:
-            return  # status / dry-run of a file that does not exist yet: everything is pending
+        if readonly and not self.exists:  # status / dry-run of a file that does not exist yet
+            self.warnings.append(f"{self.path} does not exist yet: `agor-db migrate` creates it and applies everything")
+            return
         if not url.is_memory:
             self._check_location()
         flags = apsw.SQLITE_OPEN_READONLY if readonly else apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
