@@ -23,7 +23,7 @@ import adopt_builders as b
 import apsw
 import pytest
 from agor_db.core.source import dialect_dir, list_migrations
-from conftest import CliResult, run_cli
+from conftest import FIXTURES, CliResult, needs_shared, run_cli
 
 ALL = [0, 1, 2, 3, 4, 5, 8, 9, 10]
 FILES = {m.version: m for m in list_migrations(dialect_dir(b.SQL, "sqlite"))}
@@ -685,3 +685,21 @@ def test_each_structural_difference_alone_is_refused(case: str) -> None:
         _assess(_one_change(table, old, new))
     assert fragment in err.value.message
     assert "(structural)" in err.value.message and "--adopt-as" in str(err.value)
+
+
+def test_the_core_refuses_a_legacy_database_without_an_adopter(tmp_path: Path) -> None:
+    """Adoption is the CLI's choice (it passes the Adopter): the core alone never applies the baseline on
+    top of someone else's tables, and changes nothing."""
+    from agor_db.core import migrate as core
+    from agor_db.core.errors import DriftError
+    from agor_db.core.urls import parse_url
+
+    db = tmp_path / "agor.db"
+    shutil.copy(needs_shared(FIXTURES / "legacy-0005.db"), db)
+    before = db.read_bytes()
+    with pytest.raises(DriftError) as exc:
+        core.migrate(parse_url(f"sqlite://{db}"), b.SQL, core.RunOptions())
+    assert "has tables but no agor-db journal" in str(exc.value) and "agor-db migrate" in (exc.value.hint or "")
+    assert db.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["agor.db"]
+    seen = core.inspect(parse_url(f"sqlite://{db}"), b.SQL, core.RunOptions())
+    assert seen.legacy and seen.assessment is None

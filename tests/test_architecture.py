@@ -31,10 +31,8 @@ ALLOWED: dict[str, set[str]] = {
 }
 # The core may use the driver factory and the protocol, never a concrete driver module.
 CORE_MAY_USE = {"agor_db.drivers", "agor_db.drivers.base"}
-# Known debt, named so that it cannot grow: the migrate loop still calls adoption (a schema feature)
-# for a journal-less SQLite database; copy/run.py relies on core.inspect() assessing a legacy source,
-# so making the adopter a parameter waits for the copier's rewrite (docs/architecture.md).
-EXCEPTIONS = {("agor_db.core.migrate", "agor_db.schema.adopt")}
+# No exceptions: adoption (a schema feature) reaches the core as an Adopter the CLI passes in.
+EXCEPTIONS: set[tuple[str, str]] = set()
 
 
 def _module_name(path: Path) -> str:

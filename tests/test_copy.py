@@ -25,7 +25,9 @@ TABLES = (
 
 def adopt(path: Path) -> Path:
     """Bring a drizzle-era fixture under agor-db (what the error message tells the user to do)."""
-    core.migrate(parse_url(str(path)), bundled_sql_root(), core.RunOptions(backup=False))
+    from agor_db.schema.adopter import ADOPTER
+
+    core.migrate(parse_url(str(path)), bundled_sql_root(), core.RunOptions(backup=False), adopter=ADOPTER)
     return path
 
 

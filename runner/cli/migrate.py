@@ -93,6 +93,7 @@ def migrate(
         from ..core import migrate as core
         from ..core.direct_url import resolve_direct_url
         from ..core.source import sql_root
+        from ..schema.adopter import ADOPTER
 
         direct = resolve_direct_url(direct_url)
         if direct is not None:
@@ -112,7 +113,7 @@ def migrate(
             return _dry_run(s, url, root, options)
         reporter = _MigrateReporter(s.out)
         started = time.perf_counter()
-        result = core.migrate(url, root, options, reporter, direct=direct is not None)
+        result = core.migrate(url, root, options, reporter, direct=direct is not None, adopter=ADOPTER)
         versions = [a.version for a in result.plan.applied] + [a.version for a in result.applied]
         versions += list(result.by_others)
         at = f"{max(versions):04d}" if versions else "none"
@@ -162,8 +163,9 @@ class _MigrateReporter(Reporter):
 
 def _dry_run(s: Session, url: DatabaseUrl, root: Path, options: Any) -> int:
     from ..core import migrate as core
+    from ..schema.adopter import ADOPTER
 
-    seen = core.inspect(url, root, options)
+    seen = core.inspect(url, root, options, ADOPTER)
     plan = seen.plan
     core.raise_for_problems(plan)
     scripts = core.parse_pending(seen.migrations, plan)
@@ -209,7 +211,9 @@ def status(
         from ..core.source import sql_root
 
         url = s.url(database_url)
-        seen = core.inspect(url, sql_root(sql_dir), core.RunOptions())
+        from ..schema.adopter import ADOPTER
+
+        seen = core.inspect(url, sql_root(sql_dir), core.RunOptions(), ADOPTER)
         plan = seen.plan
         for note in seen.notes:
             s.out.warn(note)

@@ -160,7 +160,7 @@ def check_source(url: DatabaseUrl, root: Path) -> int:
     plan, migrations = inspection.plan, inspection.migrations
     newest = max((m.version for m in migrations), default=0)
     migrate_cmd = f"agor-db migrate --database-url {url.path}"
-    if inspection.assessment is not None:
+    if inspection.legacy:
         raise SourceNotReady(
             f"the source {url.display} has Agor tables but no agor-db journal: it was created by "
             "Agor's old (drizzle) migrator and has not been adopted yet",

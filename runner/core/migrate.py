@@ -6,9 +6,10 @@ decides. Nothing here imports a database driver directly.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from ..drivers import open_driver
 from ..drivers.base import Driver
@@ -17,9 +18,6 @@ from .models import AppliedMigration, Migration, Plan, Script
 from .plan import make_plan
 from .source import dialect_dir, list_migrations, parse
 from .urls import DatabaseUrl
-
-if TYPE_CHECKING:
-    from ..schema.adopt import Assessment
 
 DEFAULT_LOCK_TIMEOUT = 60.0
 DEFAULT_STATEMENT_LOCK_TIMEOUT = 3.0  # PostgreSQL: how long one statement may wait for a table lock
@@ -34,6 +32,28 @@ class RunOptions:
     repair: bool = True  # rebuild cosmetically different legacy tables into canonical form
     backup: bool = True  # copy a legacy SQLite file before the first write to it
     statement_lock_timeout: float = DEFAULT_STATEMENT_LOCK_TIMEOUT
+
+
+class Assessment(Protocol):
+    """What an adopter found in a database with tables but no journal (schema/adopt.py's Assessment)."""
+
+    @property
+    def adopt(self) -> Sequence[Migration]: ...  # the steps to record as applied
+
+    def describe(self) -> list[str]: ...
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+class Adopter(Protocol):
+    """Takes over a SQLite database another migrator made (drizzle: schema/adopt.py). The caller passes
+    one in, so that the core never imports a feature; without one such a database is refused."""
+
+    def assess(self, driver: Driver, migrations: list[Migration], root: Path, options: RunOptions) -> Assessment: ...
+
+    def adopt(
+        self, url: DatabaseUrl, driver: Driver, assessment: Assessment, options: RunOptions, report: Reporter
+    ) -> list[AppliedMigration]: ...
 
 
 class Reporter:
@@ -106,9 +126,16 @@ def parse_pending(migrations: list[Migration], plan: Plan) -> list[Script]:
 
 
 def migrate(
-    url: DatabaseUrl, root: Path, options: RunOptions, reporter: Reporter | None = None, *, direct: bool = False
+    url: DatabaseUrl,
+    root: Path,
+    options: RunOptions,
+    reporter: Reporter | None = None,
+    *,
+    direct: bool = False,
+    adopter: Adopter | None = None,
 ) -> RunResult:
-    """``direct``: the operator says ``url`` reaches the server without a pooler in between."""
+    """``direct``: the operator says ``url`` reaches the server without a pooler in between.
+    ``adopter``: what takes over a journal-less SQLite database with tables (refused without one)."""
     report = reporter or Reporter()
     migrations = load(url, root)
     driver = open_driver(url, busy_timeout=options.lock_timeout, direct=direct)
@@ -116,10 +143,12 @@ def migrate(
         # before the journal is created or read
         driver.begin_run(options.lock_timeout, options.statement_lock_timeout, report.waiting)
         adopted: list[AppliedMigration] = []
-        assessment = _assess_legacy(driver, migrations, root, options)
-        if assessment is not None:
+        if is_legacy(driver):
+            if adopter is None:
+                raise _not_adoptable(url)
+            assessment = adopter.assess(driver, migrations, root, options)
             report.assessed(assessment)
-            adopted = _adopt(url, driver, assessment, options, report)
+            adopted = adopter.adopt(url, driver, assessment, options, report)
         plan = _plan(driver, migrations, options)
         raise_for_problems(plan)
         scripts = parse_pending(migrations, plan)
@@ -144,32 +173,16 @@ def migrate(
         driver.close()
 
 
-def _assess_legacy(driver: Driver, migrations: list[Migration], root: Path, options: RunOptions) -> Assessment | None:
-    """A SQLite database with tables but no journal was made by someone else: find out what it has."""
-    if driver.dialect != "sqlite" or driver.journal_exists() or not driver.table_names():
-        return None
-    from ..schema.adopt import assess  # the one upward import left: see docs/architecture.md
-
-    return assess(driver.connection(), migrations, root, adopt_as=options.adopt_as)
+def is_legacy(driver: Driver) -> bool:
+    """A SQLite database with tables but no journal: someone else made it (Agor's drizzle migrator)."""
+    return driver.dialect == "sqlite" and not driver.journal_exists() and bool(driver.table_names())
 
 
-def _adopt(
-    url: DatabaseUrl, driver: Driver, assessment: Assessment, options: RunOptions, report: Reporter
-) -> list[AppliedMigration]:
-    from ..schema.adopt import backup, perform
-
-    if options.backup:
-        assert url.path is not None  # only SQLite files are assessed for adoption
-        report.backed_up(backup(url.path, driver.connection()))
-    repair = options.repair and bool(assessment.repair)
-    if assessment.repair and not options.repair:
-        report.warn(
-            f"--no-repair: {', '.join(assessment.repair)} keep their non-canonical form; later migrations "
-            "that rebuild them will fix it, others may behave differently than on a canonical database"
-        )
-    rows, repairs = driver.adopt(assessment.adopt, lambda conn: perform(conn, assessment, repair=repair))
-    report.adopted(rows, repairs)
-    return rows
+def _not_adoptable(url: DatabaseUrl) -> DriftError:
+    return DriftError(
+        f"{url.display} has tables but no agor-db journal, and this command does not adopt databases",
+        hint="run `agor-db migrate` on it: it adopts a drizzle-era Agor database (after a backup copy)",
+    )
 
 
 def _plan(driver: Driver, migrations: list[Migration], options: RunOptions) -> Plan:
@@ -188,18 +201,22 @@ class Inspection:
     migrations: list[Migration]
     assessment: Assessment | None = None
     notes: tuple[str, ...] = ()  # what the driver noticed about the database (e.g. a hot standby)
+    legacy: bool = False  # tables but no journal (assessed only when an adopter was given)
 
 
-def inspect(url: DatabaseUrl, root: Path, options: RunOptions) -> Inspection:
+def inspect(url: DatabaseUrl, root: Path, options: RunOptions, adopter: Adopter | None = None) -> Inspection:
     """The plan as it stands, read without taking the lock or writing anything (status, dry run).
 
-    For a legacy database the plan shows the steps adoption would record as already applied."""
+    For a legacy database the plan shows the steps adoption would record as already applied (with an
+    adopter; without one, ``legacy`` says so and the plan is the empty journal's)."""
     migrations = load(url, root)
     driver = open_driver(url, readonly=True, busy_timeout=options.lock_timeout)
     try:
-        assessment = _assess_legacy(driver, migrations, root, options)
-        if assessment is None:
-            return Inspection(_plan(driver, migrations, options), migrations, notes=tuple(driver.warnings))
+        legacy = is_legacy(driver)
+        if not legacy or adopter is None:
+            plan = _plan(driver, migrations, options)
+            return Inspection(plan, migrations, notes=tuple(driver.warnings), legacy=legacy)
+        assessment = adopter.assess(driver, migrations, root, options)
         adopted = [AppliedMigration(0, m.version, m.name, m.checksum, 0, 0, "adopted") for m in assessment.adopt]
         plan = make_plan(
             driver.dialect,
@@ -208,6 +225,6 @@ def inspect(url: DatabaseUrl, root: Path, options: RunOptions) -> Inspection:
             target=options.target,
             allow_out_of_order=options.allow_out_of_order,
         )
-        return Inspection(plan, migrations, assessment)
+        return Inspection(plan, migrations, assessment, legacy=True)
     finally:
         driver.close()

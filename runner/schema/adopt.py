@@ -540,3 +540,4 @@ def perform(conn: Any, assessment: Assessment, *, repair: bool) -> list[str]:
         shown = ", ".join(f"{c} -> {p}: {n}" for (c, p), n in sorted(new.items()))
         raise AdoptionRefused(f"repair would create foreign-key violations ({shown}); rolled back, nothing was changed")
     return done
+
