@@ -151,3 +151,18 @@ def test_the_rules_see_the_imports():
     assert ("agor_db.core.models", True, False) in [(t, top, ty) for t, top, ty in graph["agor_db.core.source"]]
     assert any(t == "agor_db.cli.main" and not top for t, top, _ in graph["agor_db.entry"])
     assert any(t == "agor_db.core.migrate" for t, _, _ in graph["agor_db.copy.run"])
+
+
+def test_no_function_is_longer_than_a_screen():
+    """Functions short enough to read at once: at most 60 lines from the first line of the body (a typer
+    command's option declarations are its signature, not its body)."""
+    import ast
+
+    long_ = []
+    for path in sorted(RUNNER.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                body = (node.end_lineno or node.lineno) - node.body[0].lineno + 1
+                if body > 60:
+                    long_.append(f"{path.relative_to(RUNNER)}:{node.lineno} {node.name} ({body} lines)")
+    assert not long_, "split these into named steps:\n" + "\n".join(long_)

@@ -222,42 +222,9 @@ def status(
         journaled = [a for a in plan.applied if a.applied_at]
         to_adopt = [a for a in plan.applied if not a.applied_at]
         if as_json:
-            doc = {
-                "dialect": plan.dialect,
-                "database": url.display,
-                "applied": [
-                    {
-                        "version": a.version,
-                        "name": a.name,
-                        "checksum": a.checksum,
-                        "applied_at": a.applied_at,
-                        "how": a.how,
-                    }
-                    for a in journaled
-                ],
-                "pending": [{"version": a.version, "name": a.name, "action": "adopt"} for a in to_adopt]
-                + [{"version": m.version, "name": m.name, "action": "apply"} for m in plan.pending],
-                "problems": [{"kind": p.kind, "version": p.version, "message": p.message} for p in plan.problems],
-                "adoption": seen.assessment.to_json() if seen.assessment else None,
-            }
-            print(redact(json.dumps(doc, indent=2), s.out.secrets))
+            print(redact(json.dumps(_status_doc(seen, url, journaled, to_adopt), indent=2), s.out.secrets))
         else:
-            s.out.line(f"database: {url.display} ({plan.dialect}, from {url.source})")
-            if seen.assessment is not None:
-                s.out.line("no agor-db journal yet: `agor-db migrate` will adopt this database")
-                for line in seen.assessment.describe():
-                    s.out.line(f"  {line}")
-            rows = [
-                [f"{a.version:04d}", a.name, a.how, _fmt_ms(a.applied_at), f"{a.duration_ms} ms"] for a in journaled
-            ]
-            rows += [[f"{a.version:04d}", a.name, "to adopt", "", ""] for a in to_adopt]
-            rows += [[f"{m.version:04d}", m.name, "pending", "", ""] for m in plan.pending]
-            if rows:
-                s.out.table("migrations", ["version", "name", "state", "applied at", "took"], rows)
-            adopting = f"{len(to_adopt)} to adopt, " if to_adopt else ""
-            s.out.line(f"{len(journaled)} applied, {adopting}{len(plan.pending)} pending")
-            for p in plan.problems:
-                s.out.line(f"problem: {p.message}", style="red")
+            _status_text(s, seen, url, journaled, to_adopt)
         if plan.problems:
             return int(ExitCode.DRIFT)
         if exit_code and (plan.pending or to_adopt):
@@ -327,3 +294,37 @@ def _postgres_server(s: Session, flag: str | None) -> DatabaseUrl | None:
         if os.environ.get(env, "").startswith(("postgres://", "postgresql://")):
             return s.url(os.environ[env])
     return None
+
+
+def _status_doc(seen: Any, url: DatabaseUrl, journaled: list[Any], to_adopt: list[Any]) -> dict[str, Any]:
+    plan = seen.plan
+    return {
+        "dialect": plan.dialect,
+        "database": url.display,
+        "applied": [
+            {"version": a.version, "name": a.name, "checksum": a.checksum, "applied_at": a.applied_at, "how": a.how}
+            for a in journaled
+        ],
+        "pending": [{"version": a.version, "name": a.name, "action": "adopt"} for a in to_adopt]
+        + [{"version": m.version, "name": m.name, "action": "apply"} for m in plan.pending],
+        "problems": [{"kind": p.kind, "version": p.version, "message": p.message} for p in plan.problems],
+        "adoption": seen.assessment.to_json() if seen.assessment else None,
+    }
+
+
+def _status_text(s: Session, seen: Any, url: DatabaseUrl, journaled: list[Any], to_adopt: list[Any]) -> None:
+    plan = seen.plan
+    s.out.line(f"database: {url.display} ({plan.dialect}, from {url.source})")
+    if seen.assessment is not None:
+        s.out.line("no agor-db journal yet: `agor-db migrate` will adopt this database")
+        for line in seen.assessment.describe():
+            s.out.line(f"  {line}")
+    rows = [[f"{a.version:04d}", a.name, a.how, _fmt_ms(a.applied_at), f"{a.duration_ms} ms"] for a in journaled]
+    rows += [[f"{a.version:04d}", a.name, "to adopt", "", ""] for a in to_adopt]
+    rows += [[f"{m.version:04d}", m.name, "pending", "", ""] for m in plan.pending]
+    if rows:
+        s.out.table("migrations", ["version", "name", "state", "applied at", "took"], rows)
+    adopting = f"{len(to_adopt)} to adopt, " if to_adopt else ""
+    s.out.line(f"{len(journaled)} applied, {adopting}{len(plan.pending)} pending")
+    for p in plan.problems:
+        s.out.line(f"problem: {p.message}", style="red")

@@ -83,9 +83,39 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+_COLUMNS_SQL = (
+    "SELECT a.attname, format_type(a.atttypid, NULL), a.atttypmod, a.attnotnull, "
+    "a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '', a.atttypid::int "
+    "FROM pg_attribute a WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped "
+    "ORDER BY a.attnum"
+)
+_INDEXES_SQL = (
+    "SELECT ic.relname, array(SELECT a.attname FROM unnest(i.indkey) WITH ORDINALITY k(n, o) "
+    "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n ORDER BY k.o), "
+    "i.indisprimary, i.indisunique, "
+    "EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = i.indrelid), "
+    "i.indpred IS NOT NULL OR i.indexprs IS NOT NULL, pg_get_indexdef(i.indexrelid) "
+    "FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = %s ORDER BY ic.relname"
+)
+_FOREIGN_KEYS_SQL = (
+    "SELECT k.conname, "
+    "array(SELECT a.attname FROM unnest(k.conkey) WITH ORDINALITY u(n, o) "
+    "  JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n ORDER BY u.o), "
+    "(SELECT r.relname FROM pg_class r WHERE r.oid = k.confrelid), "
+    "array(SELECT a.attname FROM unnest(k.confkey) WITH ORDINALITY u(n, o) "
+    "  JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.n ORDER BY u.o), "
+    "pg_get_constraintdef(k.oid) "
+    "FROM pg_constraint k WHERE k.conrelid = %s AND k.contype = 'f' ORDER BY k.conname"
+)
+_SEQUENCES_SQL = (
+    "SELECT a.attname, pg_get_serial_sequence(%s, a.attname) FROM pg_attribute a "
+    "WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped "
+    "AND pg_get_serial_sequence(%s, a.attname) IS NOT NULL"
+)
+
+
 def read_target(conn: Any) -> dict[str, Table]:
     """Introspect every table of the current schema except agor-db's own."""
-    tables: dict[str, Table] = {}
     names = [
         r[0]
         for r in conn.execute(
@@ -94,61 +124,36 @@ def read_target(conn: Any) -> dict[str, Table]:
         ).fetchall()
         if r[0] not in INTERNAL_TARGET_TABLES
     ]
-    for name in names:
-        oid = conn.execute("SELECT %s::regclass::oid", (quote(name),)).fetchone()[0]
-        cols = tuple(
-            Column(n, t, (m - 4) if t == "character varying" and m > 0 else None, nn, d, o)
-            for n, t, m, nn, d, o in conn.execute(
-                "SELECT a.attname, format_type(a.atttypid, NULL), a.atttypmod, a.attnotnull, "
-                "a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '', a.atttypid::int "
-                "FROM pg_attribute a WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped "
-                "ORDER BY a.attnum",
-                (oid,),
-            ).fetchall()
-        )
-        uniques: list[UniqueKey] = []
-        indexes: list[Index] = []
-        pk: tuple[str, ...] = ()
-        for iname, cols_, primary, unique, constraint, partial, definition in conn.execute(
-            "SELECT ic.relname, array(SELECT a.attname FROM unnest(i.indkey) WITH ORDINALITY k(n, o) "
-            "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n ORDER BY k.o), "
-            "i.indisprimary, i.indisunique, "
-            "EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = i.indrelid), "
-            "i.indpred IS NOT NULL OR i.indexprs IS NOT NULL, pg_get_indexdef(i.indexrelid) "
-            "FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = %s ORDER BY ic.relname",
-            (oid,),
-        ).fetchall():
-            if primary:
-                pk = tuple(cols_)
-            if unique and not partial:
-                uniques.append(UniqueKey(iname, tuple(cols_), primary, constraint))
-            if not constraint:
-                indexes.append(Index(iname, name, definition))
-        fks = tuple(
-            ForeignKey(cname, name, tuple(c), ref, tuple(rc), d)
-            for cname, c, ref, rc, d in conn.execute(
-                "SELECT k.conname, "
-                "array(SELECT a.attname FROM unnest(k.conkey) WITH ORDINALITY u(n, o) "
-                "  JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n ORDER BY u.o), "
-                "(SELECT r.relname FROM pg_class r WHERE r.oid = k.confrelid), "
-                "array(SELECT a.attname FROM unnest(k.confkey) WITH ORDINALITY u(n, o) "
-                "  JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.n ORDER BY u.o), "
-                "pg_get_constraintdef(k.oid) "
-                "FROM pg_constraint k WHERE k.conrelid = %s AND k.contype = 'f' ORDER BY k.conname",
-                (oid,),
-            ).fetchall()
-        )
-        seqs = tuple(
-            Sequence(col, seq)
-            for col, seq in conn.execute(
-                "SELECT a.attname, pg_get_serial_sequence(%s, a.attname) FROM pg_attribute a "
-                "WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped "
-                "AND pg_get_serial_sequence(%s, a.attname) IS NOT NULL",
-                (quote(name), oid, quote(name)),
-            ).fetchall()
-        )
-        tables[name] = Table(name, cols, pk, tuple(uniques), fks, tuple(indexes), seqs)
-    return tables
+    return {name: _read_table(conn, name) for name in names}
+
+
+def _read_table(conn: Any, name: str) -> Table:
+    oid = conn.execute("SELECT %s::regclass::oid", (quote(name),)).fetchone()[0]
+    cols = tuple(
+        Column(n, t, (m - 4) if t == "character varying" and m > 0 else None, nn, d, o)
+        for n, t, m, nn, d, o in conn.execute(_COLUMNS_SQL, (oid,)).fetchall()
+    )
+    uniques: list[UniqueKey] = []
+    indexes: list[Index] = []
+    pk: tuple[str, ...] = ()
+    for iname, cols_, primary, unique, constraint, partial, definition in conn.execute(
+        _INDEXES_SQL, (oid,)
+    ).fetchall():
+        if primary:
+            pk = tuple(cols_)
+        if unique and not partial:
+            uniques.append(UniqueKey(iname, tuple(cols_), primary, constraint))
+        if not constraint:
+            indexes.append(Index(iname, name, definition))
+    fks = tuple(
+        ForeignKey(cname, name, tuple(c), ref, tuple(rc), d)
+        for cname, c, ref, rc, d in conn.execute(_FOREIGN_KEYS_SQL, (oid,)).fetchall()
+    )
+    seqs = tuple(
+        Sequence(col, seq)
+        for col, seq in conn.execute(_SEQUENCES_SQL, (quote(name), oid, quote(name))).fetchall()
+    )
+    return Table(name, cols, pk, tuple(uniques), fks, tuple(indexes), seqs)
 
 
 @dataclass(frozen=True)

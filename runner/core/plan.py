@@ -21,54 +21,43 @@ def make_plan(
 ) -> Plan:
     files = {m.version: m for m in migrations}
     done = {a.version: a for a in applied}
-    problems: list[Problem] = []
-
-    for row in sorted(applied, key=lambda a: a.version):
-        label = f"{row.version:04d}_{row.name}.sql"
-        current = files.get(row.version)
-        if current is None:
-            problems.append(
-                Problem(
-                    "missing",
-                    row.version,
-                    f"{label} is recorded as {row.how} in the journal but the file is gone",
-                )
-            )
-        elif current.name != row.name:
-            problems.append(
-                Problem(
-                    "renamed",
-                    row.version,
-                    f"version {row.version} was {row.how} as {label!r} but the file is now {current.label!r}",
-                )
-            )
-        elif current.checksum != row.checksum:
-            problems.append(
-                Problem(
-                    "edited",
-                    row.version,
-                    f"{current.label} was changed after it was {row.how}: "
-                    f"journal checksum {row.checksum[:16]}..., file checksum {current.checksum[:16]}...",
-                )
-            )
-
+    problems = [p for row in sorted(applied, key=lambda a: a.version) if (p := _drift(row, files.get(row.version)))]
     pending = tuple(m for m in migrations if m.version not in done)
     newest_applied = max(done, default=None)
     if newest_applied is not None and not allow_out_of_order:
-        for m in pending:
-            if m.version < newest_applied:
-                problems.append(
-                    Problem(
-                        "out_of_order",
-                        m.version,
-                        f"{m.label} is pending but is older than the newest applied migration "
-                        f"({newest_applied:04d}); renumber it above {newest_applied:04d}, or run with "
-                        "--allow-out-of-order if applying it late is safe",
-                    )
-                )
-
+        problems += [_out_of_order(m, newest_applied) for m in pending if m.version < newest_applied]
     if target is not None and target not in files:
         problems.append(Problem("unknown_target", target, f"--to {target}: there is no migration with that version"))
-
     to_apply = tuple(m for m in pending if target is None or m.version <= target)
     return Plan(dialect, tuple(sorted(applied, key=lambda a: a.version)), pending, to_apply, tuple(problems))
+
+
+def _drift(row: AppliedMigration, current: Migration | None) -> Problem | None:
+    """What is wrong with an applied migration's file, if anything: gone, renamed or edited."""
+    label = f"{row.version:04d}_{row.name}.sql"
+    if current is None:
+        return Problem("missing", row.version, f"{label} is recorded as {row.how} in the journal but the file is gone")
+    if current.name != row.name:
+        return Problem(
+            "renamed",
+            row.version,
+            f"version {row.version} was {row.how} as {label!r} but the file is now {current.label!r}",
+        )
+    if current.checksum != row.checksum:
+        return Problem(
+            "edited",
+            row.version,
+            f"{current.label} was changed after it was {row.how}: "
+            f"journal checksum {row.checksum[:16]}..., file checksum {current.checksum[:16]}...",
+        )
+    return None
+
+
+def _out_of_order(m: Migration, newest_applied: int) -> Problem:
+    return Problem(
+        "out_of_order",
+        m.version,
+        f"{m.label} is pending but is older than the newest applied migration "
+        f"({newest_applied:04d}); renumber it above {newest_applied:04d}, or run with "
+        "--allow-out-of-order if applying it late is safe",
+    )

@@ -200,6 +200,11 @@ def classify(live: Schema, ref: Reference, live_sql: dict[str, str]) -> list[Dif
 
 
 def _classify_table(a: Table, b: Table, version: int) -> list[Difference]:
+    """Table ``a`` (the database's) against ``b`` (the archived step's): each difference, classified."""
+    return _columns(a, b, version) + _keys_and_indexes(a, b)
+
+
+def _columns(a: Table, b: Table, version: int) -> list[Difference]:
     out: list[Difference] = []
     t = b.name
     names_a = [c.name for c in a.columns]
@@ -215,9 +220,7 @@ def _classify_table(a: Table, b: Table, version: int) -> list[Difference]:
                     + (" (from withdrawn upstream 0006/0007; 0009 drops it)" if withdrawn else ""),
                 )
             )
-    for col in names_b:
-        if col not in names_a:
-            out.append(Difference(t, "structural", f"missing column {col}"))
+    out += [Difference(t, "structural", f"missing column {col}") for col in names_b if col not in names_a]
     common = [c for c in names_b if c in names_a]
     if [c for c in names_a if c in common] != common:
         out.append(Difference(t, "cosmetic", "column order"))
@@ -244,6 +247,12 @@ def _classify_table(a: Table, b: Table, version: int) -> list[Difference]:
                     t, "cosmetic", f"{col} default {ca.default} vs {cb.default}" + ("" if same_value else " (value)")
                 )
             )
+    return out
+
+
+def _keys_and_indexes(a: Table, b: Table) -> list[Difference]:
+    out: list[Difference] = []
+    t = b.name
     if a.primary_key != b.primary_key:
         out.append(Difference(t, "structural", f"primary key {a.primary_key} vs {b.primary_key}"))
     fa = Counter((f.columns, f.ref_table, f.on_update, f.on_delete) for f in a.foreign_keys)
@@ -261,9 +270,7 @@ def _classify_table(a: Table, b: Table, version: int) -> list[Difference]:
         elif got.name != idx.name:
             what = "unique constraint" if got.name.startswith("sqlite_autoindex_") else f"index {got.name}"
             out.append(Difference(t, "cosmetic", f"{what} instead of index {idx.name}"))
-    for key, idx in ia.items():
-        if key not in ib:
-            out.append(Difference(t, "cosmetic", f"extra index {idx.name}"))
+    out += [Difference(t, "cosmetic", f"extra index {idx.name}") for key, idx in ia.items() if key not in ib]
     return out
 
 

@@ -210,6 +210,37 @@ def _lint(root: Path, folders: dict[str, list[FolderFile]], blocked: set[str]) -
     )
 
 
+def _build_both(
+    root: Path,
+    server: DatabaseUrl,
+    kinds: dict[str, dict[str, str]],
+    folders: dict[str, list[FolderFile]],
+    blocked: set[str],
+) -> tuple[dict[str, Schema], dict[str, str], list[str]]:
+    """Each folder applied to a scratch database: its schema, its snapshot text, what failed."""
+    problems: list[str] = []
+    schemas: dict[str, Schema] = {}
+    built: dict[str, str] = {}
+    tops = {d: top_name(folders[d]) for d in DIALECTS}
+    builders: dict[str, Callable[[], tuple[Schema, str]]] = {
+        "sqlite": lambda: sqlite_schema(root, kinds, tops["sqlite"]),
+        "postgres": lambda: postgres_schema(server, root, kinds, tops["postgres"]),
+    }
+    for dialect in DIALECTS:
+        if dialect in blocked:
+            problems.append(f"{dialect}/: not applied because of the problems above")
+            continue
+        try:
+            schemas[dialect], built[dialect] = builders[dialect]()
+        except (DatabaseUnavailable, DatabaseError):
+            raise  # the server, not the migrations: report it as such (exit 5 / 1 with its hint)
+        except AgorDbError as exc:
+            # one line: where it failed and what the database said (the rollback note adds nothing here)
+            said = "; ".join(exc.message.strip().splitlines()[:2])
+            problems.append(f"{dialect}/: applying the migrations failed: {said}")
+    return schemas, built, problems
+
+
 def run_check(root: Path, server: DatabaseUrl, *, write: bool = False) -> CheckResult:
     from .model import TYPE_MAP, diff, load_differences, load_kinds
     from .snapshot import reconcile
@@ -232,25 +263,8 @@ def run_check(root: Path, server: DatabaseUrl, *, write: bool = False) -> CheckR
 
     kinds = load_kinds(root)
     differences = load_differences(root)
-    schemas: dict[str, Schema] = {}
-    built: dict[str, str] = {}
-    tops = {d: top_name(folders[d]) for d in DIALECTS}
-    builders: dict[str, Callable[[], tuple[Schema, str]]] = {
-        "sqlite": lambda: sqlite_schema(root, kinds, tops["sqlite"]),
-        "postgres": lambda: postgres_schema(server, root, kinds, tops["postgres"]),
-    }
-    for dialect in DIALECTS:
-        if dialect in blocked:
-            problems.append(f"{dialect}/: not applied because of the problems above")
-            continue
-        try:
-            schemas[dialect], built[dialect] = builders[dialect]()
-        except (DatabaseUnavailable, DatabaseError):
-            raise  # the server, not the migrations: report it as such (exit 5 / 1 with its hint)
-        except AgorDbError as exc:
-            # one line: where it failed and what the database said (the rollback note adds nothing here)
-            said = "; ".join(exc.message.strip().splitlines()[:2])
-            problems.append(f"{dialect}/: applying the migrations failed: {said}")
+    schemas, built, failures = _build_both(root, server, kinds, folders, blocked)
+    problems += failures
     if len(schemas) == 2:
         problems += diff(schemas["sqlite"], schemas["postgres"], TYPE_MAP, differences)
     stale, written = reconcile(root, built, write_files=write)
