@@ -156,8 +156,6 @@ def test_the_rules_see_the_imports():
 def test_no_function_is_longer_than_a_screen():
     """Functions short enough to read at once: at most 60 lines from the first line of the body (a typer
     command's option declarations are its signature, not its body)."""
-    import ast
-
     long_ = []
     for path in sorted(RUNNER.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):

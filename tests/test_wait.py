@@ -196,11 +196,16 @@ def test_sqlite_directory_mounted_during_the_wait_becomes_ready(tmp_path):
         text=True,
         env=env,
     )
-    time.sleep(0.6)
+    # mount only once the wait has seen the directory missing (a fixed sleep raced a slow start)
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if "does not exist (a volume not mounted yet?)" in line:
+            break
     db.parent.mkdir()
     out, err = proc.communicate(timeout=15)
-    assert proc.returncode == 0, out + err
-    assert "does not exist (a volume not mounted yet?)" in out
+    assert proc.returncode == 0, "".join(seen) + out + err
     assert "ready after" in out
 
 
