@@ -267,6 +267,7 @@ def test_second_copy_compares_the_whole_source_checksum(tmp_path, pg_db):
     c.close()
     r = run_cli("copy", "--from", str(path), "--to", pg_db)
     assert r.code == 1 and "differs from it" in r.stderr and "source checksum" in r.stderr, r.output
+    assert "the same row counts; changed rows in messages;" in r.stderr, r.output  # the table is named
     assert "--truncate" in r.stderr and "nothing was written" in r.stderr
     with psycopg.connect(pg_db) as conn:
         assert conn.execute("SELECT data->>'v' FROM messages WHERE message_id = 'm1'").fetchone() == ("1",)
@@ -275,9 +276,33 @@ def test_second_copy_compares_the_whole_source_checksum(tmp_path, pg_db):
     c.close()
     r = run_cli("copy", "--from", str(path), "--to", pg_db, "--json")
     assert r.code == 1 and "messages 2 -> 3 rows" in r.stderr, r.output
+    assert "changed rows in" not in r.stderr  # a table whose count changed is named once, with its counts
     assert counts(pg_db)["messages"] == 2
     assert run_cli("copy", "--from", str(path), "--to", pg_db, "--truncate").code == 0
     assert counts(pg_db)["messages"] == 3
+
+
+def test_runs_recorded_before_per_table_checksums_still_compare(tmp_path, pg_db):
+    """A target whose run table predates table_checksums: the column is added, the old run is still
+    compared by its whole-source checksum, and the refusal says what it can without naming tables."""
+    path = tmp_path / "s.db"
+    c = base_source(path)
+    message(c, "m1", data='{"v": 1}')
+    c.close()
+    assert run_cli("copy", "--from", str(path), "--to", pg_db).code == 0
+    with psycopg.connect(pg_db) as conn:
+        conn.execute("ALTER TABLE agor_copy_runs DROP COLUMN table_checksums")  # as an older agor-db left it
+    r = run_cli("copy", "--from", str(path), "--to", pg_db)
+    assert r.code == 0 and "nothing to do" in r.stdout, r.output
+    c = apsw.Connection(str(path))
+    c.execute("UPDATE messages SET data = '{\"v\": 2}' WHERE message_id = 'm1'")
+    c.close()
+    r = run_cli("copy", "--from", str(path), "--to", pg_db)
+    assert r.code == 1 and "the same row counts; source checksum" in r.stderr, r.output
+    assert run_cli("copy", "--from", str(path), "--to", pg_db, "--truncate").code == 0
+    with psycopg.connect(pg_db) as conn:
+        kept = conn.execute("SELECT table_checksums IS NOT NULL FROM agor_copy_runs ORDER BY id").fetchall()
+    assert kept == [(False,), (True,)]
 
 
 @pytest.mark.parametrize("encoding", ["LATIN1", "SQL_ASCII", "WIN1252"])

@@ -48,8 +48,11 @@ CREATE TABLE IF NOT EXISTS {RUNS_TABLE} (
     changed_rows BIGINT NOT NULL,
     started_at BIGINT NOT NULL,
     finished_at BIGINT NOT NULL,
-    agor_db_version TEXT NOT NULL
-)
+    agor_db_version TEXT NOT NULL,
+    table_checksums JSONB
+);
+-- run tables written before table_checksums existed get the column (their rows keep NULL)
+ALTER TABLE {RUNS_TABLE} ADD COLUMN IF NOT EXISTS table_checksums JSONB
 """
 
 
@@ -205,9 +208,15 @@ def open_snapshot(url: DatabaseUrl, newest: int) -> Any:
 
 
 def stale_details(
-    last: dict[str, Any], now: dict[str, int], filled: dict[str, int], checksum: str, scan_ok: bool
+    last: dict[str, Any],
+    now: dict[str, int],
+    filled: dict[str, int],
+    checksum: str,
+    scan_ok: bool,
+    tables: dict[str, str] | None = None,
 ) -> str:
-    """What differs between the earlier copy and the source now: tables and row counts, checksums."""
+    """What differs between the earlier copy and the source now: tables and row counts, checksums.
+    ``tables``: the source's per-table checksums now (compared with the earlier run's, when it kept them)."""
     before = {t: int(n) for t, n in last["rows"].items() if n}
     changed = [
         f"{t} {before.get(t, 0)} -> {now.get(t, 0)} rows"
@@ -215,6 +224,12 @@ def stale_details(
         if before.get(t, 0) != now.get(t, 0)
     ]
     parts = ["row counts " + ", ".join(changed)] if changed else ["the same row counts"]
+    earlier = last.get("tables") or {}
+    if tables and earlier and scan_ok:
+        edited = [t for t in sorted(set(tables) | set(earlier)) if tables.get(t) != earlier.get(t)]
+        edited = [t for t in edited if before.get(t, 0) == now.get(t, 0)]  # the others are listed above
+        if edited:
+            parts.append("changed rows in " + ", ".join(edited))
     if filled != before:
         parts.append(
             "the target's tables no longer hold what that copy wrote ("
@@ -227,6 +242,11 @@ def stale_details(
         else "the source now holds values PostgreSQL cannot take (run copy --check to list them)"
     )
     return "; ".join(parts)
+
+
+def table_checksums(tables: list[TableResult]) -> dict[str, str]:
+    """Each table's source checksum (rows and digest sum), kept with the run to name what changed later."""
+    return {t.name: f"{t.source_digest.rows}:{t.source_digest.total}" for t in tables if t.source_digest}
 
 
 def source_checksum(tables: list[TableResult]) -> str:
@@ -424,11 +444,20 @@ class Copier:
         exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (RUNS_TABLE,)).fetchone()[0]
         if not exists:
             return []
+        # to_jsonb(r): a run table from before table_checksums existed has no such column (NULL then)
         rows = conn.execute(
-            f"SELECT source, source_checksum, row_counts, started_at, finished_at FROM {RUNS_TABLE} ORDER BY id"
+            f"SELECT source, source_checksum, row_counts, started_at, finished_at, "
+            f"to_jsonb(r) -> 'table_checksums' FROM {RUNS_TABLE} r ORDER BY id"
         ).fetchall()
         return [
-            {"source": r[0], "source_checksum": r[1], "rows": r[2], "started_at": r[3], "finished_at": r[4]}
+            {
+                "source": r[0],
+                "source_checksum": r[1],
+                "rows": r[2],
+                "started_at": r[3],
+                "finished_at": r[4],
+                "tables": r[5] or {},
+            }
             for r in rows
         ]
 
@@ -467,7 +496,7 @@ class Copier:
         raise TargetNotEmpty(
             f"the target {self.dst.display} holds the copy of {last['source']} made at {when}, and the source "
             f"{self.src.display} differs from it: "
-            + stale_details(last, now, filled, checksum, self.report.ok)
+            + stale_details(last, now, filled, checksum, self.report.ok, table_checksums(self.result.tables))
             + "; nothing was written",
             hint="to replace the earlier copy with the source as it is now, run the copy again with --truncate "
             "(it empties the tables inside the copy's transaction; the old rows are kept if anything fails)",
@@ -547,7 +576,7 @@ class Copier:
         self.result.source_checksum = source_checksum(self.result.tables)
         conn.execute(
             f"INSERT INTO {RUNS_TABLE} (source, source_checksum, row_counts, policies, changed_rows, "
-            "started_at, finished_at, agor_db_version) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            "started_at, finished_at, agor_db_version, table_checksums) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (
                 self.src.display,
                 self.result.source_checksum,
@@ -557,6 +586,7 @@ class Copier:
                 started_ms,
                 now_ms(),
                 __version__,
+                json.dumps(table_checksums(self.result.tables)),
             ),
         )
 
