@@ -333,3 +333,61 @@ def test_wrong_password_through_pgbouncer_says_so(bouncers: dict[str, str], pg_d
     r = run_cli("status", "-d", bad)
     assert r.code == 5, r.output
     assert "authentication failed" in r.stderr and "the user name or password is wrong" in r.stderr
+
+
+def _copy_source(path: Path, messages: int) -> Path:
+    from test_copy_baddata import base_source, message
+
+    c = base_source(path)
+    with c:
+        for i in range(messages):
+            message(c, f"m{i:05d}", index=i + 1, data=f'{{"i": {i}, "text": "{"x" * 200}"}}')
+    c.close()
+    return path
+
+
+def test_copy_through_a_transaction_pooler_leaves_nothing_behind(
+    bouncers: dict[str, str], new_db: Any, tmp_path: Path, pg_admin_of: Any
+) -> None:
+    """copy takes the migration lock for its own transaction only: other clients of the pool never find it
+    on their server connection, and nothing of it is left once the copy is done."""
+    source = _copy_source(tmp_path / "agor.db", 3000)
+    name = new_db()
+    url = bouncers["transaction"].format(db=name)
+    probe = _Probe(url)
+    probe.start()
+    try:
+        r = run_cli("copy", "--from", str(source), "--to", url)
+    finally:
+        probe.stop.set()
+        probe.join(10)
+    assert r.code == 0, r.output
+    assert "row counts and checksums verified" in r.stdout
+    with pg_admin_of(f"postgresql:///{name}") as admin:
+        assert admin.execute("SELECT count(*) FROM messages").fetchone()[0] >= 3000
+        locks = admin.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone()
+    assert locks == (0,), "an advisory lock survived on a server connection"
+    assert probe.errors == []
+    assert probe.seen == {DEFAULTS}, f"another client of the pool saw agor-db's session state: {probe.seen}"
+
+
+def test_copy_waits_for_the_migration_lock_then_gives_up_unchanged(
+    new_db: Any, tmp_path: Path, pg_server: PgServer, pg_admin_of: Any
+) -> None:
+    from agor_db.drivers.pg_lock import LOCK_KEY
+
+    source = _copy_source(tmp_path / "agor.db", 10)
+    name = new_db()
+    url = pg_server.url(name)
+    assert run_cli("migrate", "-d", url).code == 0  # the target at the newest version, as copy leaves it
+    with psycopg.connect(url, autocommit=True, application_name="other-migrator") as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+        started = time.monotonic()
+        r = run_cli("copy", "--from", str(source), "--to", url, "--lock-timeout", "1")
+        took = time.monotonic() - started
+    assert r.code == 4, r.output
+    assert "migration lock" in r.stderr and "other-migrator" in r.stderr, r.stderr
+    assert took < 15
+    with pg_admin_of(f"postgresql:///{name}") as admin:
+        assert admin.execute("SELECT count(*) FROM messages").fetchone() == (0,)
+        assert admin.execute("SELECT to_regclass('agor_copy_runs') IS NULL").fetchone() == (True,)

@@ -1,8 +1,9 @@
 """`agor-db copy`: move an Agor SQLite database into PostgreSQL in one verified transaction.
 
 Flow: check the source is at the newest sql/sqlite version -> migrate the target to the newest
-sql/postgres version -> take the migration lock -> one read transaction on the source (a consistent
-snapshot even while Agor writes in WAL mode) and one transaction on the target -> per table, in FK
+sql/postgres version -> one read transaction on the source (a consistent snapshot even while Agor
+writes in WAL mode) and one transaction on the target, which first takes the migration lock for
+itself only (nothing outlives it on a pooled server connection) and re-reads the journal -> per table, in FK
 order, one streaming pass (TablePass: read, examine, convert, hash, write) into a COPY, through a
 staging table for tables with JSON (load.py) -> rebuild the indexes and foreign keys that were
 dropped for the load -> set sequences -> compare checksums -> record the run -> COMMIT.
@@ -377,6 +378,7 @@ class Copier:
         # PostgreSQL's own jsonb parser, for the JSON Python cannot answer exactly (opened when needed).
         self.oracle = JsonOracle(lambda: _connect(dst))
         self.doing = ""  # what the copy is doing on the target, for the message when PostgreSQL refuses
+        self.target: Any = None  # the target's PostgresDriver while copying (not with --check)
 
     def run(self) -> CopyResult:
         from ..core import migrate as core
@@ -403,14 +405,10 @@ class Copier:
                 first.close()
             self.progress.phase("migrating the target to the newest sql/postgres version")
             core.migrate(self.dst, self.root, core.RunOptions(lock_timeout=self.options.lock_timeout))
-            driver = PostgresDriver(self.dst)
+            driver = self.target = PostgresDriver(self.dst)
             conn = driver.conn
             try:
-                driver.lock(self.options.lock_timeout)
-                migrations = core.load(self.dst, self.root)
-                plan = make_plan("postgres", migrations, driver.read_journal())
-                if plan.pending or plan.problems:
-                    raise AgorDbError("the target changed version while copy was starting; run copy again")
+                self._target_at_newest()
                 target = read_target(conn)
             except AgorDbError:
                 driver.close()
@@ -502,6 +500,14 @@ class Copier:
             "(it empties the tables inside the copy's transaction; the old rows are kept if anything fails)",
         )
 
+    def _target_at_newest(self) -> None:
+        from ..core import migrate as core
+
+        assert self.target is not None
+        plan = make_plan("postgres", core.load(self.dst, self.root), self.target.read_journal())
+        if plan.pending or plan.problems:
+            raise AgorDbError("the target changed version while copy was starting; run copy again")
+
     # -- the pass --------------------------------------------------------------------------------
 
     def _copy(self, src: Any, conn: Any, pairs: list[Pair]) -> None:
@@ -511,6 +517,12 @@ class Copier:
         self.doing = "starting the copy"
         try:
             with conn.transaction():
+                # The migration lock for this transaction only (a session lock would stay behind on a
+                # pooled server connection); the journal is read again under it.
+                self.doing = "waiting for the migration lock"
+                assert self.target is not None
+                self.target.lock_in_transaction(self.options.lock_timeout)
+                self._target_at_newest()
                 if self._refuse_non_empty(conn, src, pairs):
                     return
                 names = [p.target.name for p in pairs]

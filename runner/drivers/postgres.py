@@ -166,6 +166,19 @@ class PostgresDriver:
             raise self._lost(exc, "taking the migration lock") from None
         self._locked = True
 
+    def lock_in_transaction(self, timeout: float) -> None:
+        """The migration lock for the caller's open transaction only (copy): it ends with that transaction,
+        so nothing of it outlives the run on a server connection a transaction pooler lent us. Polled, so
+        the wait holds no snapshot another runner's concurrent index build would wait for."""
+        deadline = time.monotonic() + timeout
+        try:
+            while not self._try(f"SELECT pg_try_advisory_xact_lock({LOCK_KEY})"):
+                if time.monotonic() >= deadline:
+                    raise self.holder_timeout(timeout)
+                _pause(deadline)
+        except psycopg.OperationalError as exc:
+            raise self._lost(exc, "taking the migration lock") from None
+
     def _try(self, sql: str) -> bool:
         row = self.conn.execute(sql).fetchone()
         return bool(row and row[0])
