@@ -156,23 +156,19 @@ class PostgresDriver:
     def lock(self, timeout: float) -> None:
         if self._locked:
             return
-        deadline = time.monotonic() + timeout
-        try:
-            while not self._try(f"SELECT pg_try_advisory_lock({LOCK_KEY})"):
-                if time.monotonic() >= deadline:
-                    raise self.holder_timeout(timeout)
-                _pause(deadline)
-        except psycopg.OperationalError as exc:
-            raise self._lost(exc, "taking the migration lock") from None
+        self._poll(f"SELECT pg_try_advisory_lock({LOCK_KEY})", timeout)
         self._locked = True
 
     def lock_in_transaction(self, timeout: float) -> None:
         """The migration lock for the caller's open transaction only (copy): it ends with that transaction,
         so nothing of it outlives the run on a server connection a transaction pooler lent us. Polled, so
         the wait holds no snapshot another runner's concurrent index build would wait for."""
+        self._poll(f"SELECT pg_try_advisory_xact_lock({LOCK_KEY})", timeout)
+
+    def _poll(self, try_sql: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         try:
-            while not self._try(f"SELECT pg_try_advisory_xact_lock({LOCK_KEY})"):
+            while not self._try(try_sql):
                 if time.monotonic() >= deadline:
                     raise self.holder_timeout(timeout)
                 _pause(deadline)
