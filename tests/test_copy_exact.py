@@ -252,19 +252,29 @@ def test_copy_stores_postgres_parse_of_every_accepted_document(tmp_path_factory,
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def test_second_copy_compares_the_whole_source_checksum(tmp_path, pg_db):
-    """Fresh or refused: an identical source is 'nothing to do'; a changed one (same row counts, other content;
-    or other counts) is refused, naming what changed and how to redo it, and nothing is written."""
+def _copied_source(tmp_path, pg_db):
+    """A one-message source copied into pg_db."""
     path = tmp_path / "s.db"
     c = base_source(path)
     message(c, "m1", data='{"v": 1}')
     c.close()
     assert run_cli("copy", "--from", str(path), "--to", pg_db).code == 0
-    r = run_cli("copy", "--from", str(path), "--to", pg_db)
-    assert r.code == 0 and "nothing to do" in r.stdout, r.output
+    return path
+
+
+def _edit_message(path):
     c = apsw.Connection(str(path))
     c.execute("UPDATE messages SET data = '{\"v\": 2}' WHERE message_id = 'm1'")
     c.close()
+
+
+def test_second_copy_compares_the_whole_source_checksum(tmp_path, pg_db):
+    """Fresh or refused: an identical source is 'nothing to do'; a changed one (same row counts, other content;
+    or other counts) is refused, naming what changed and how to redo it, and nothing is written."""
+    path = _copied_source(tmp_path, pg_db)
+    r = run_cli("copy", "--from", str(path), "--to", pg_db)
+    assert r.code == 0 and "nothing to do" in r.stdout, r.output
+    _edit_message(path)
     r = run_cli("copy", "--from", str(path), "--to", pg_db)
     assert r.code == 1 and "differs from it" in r.stderr and "source checksum" in r.stderr, r.output
     assert "the same row counts; changed rows in messages;" in r.stderr, r.output  # the table is named
@@ -285,18 +295,12 @@ def test_second_copy_compares_the_whole_source_checksum(tmp_path, pg_db):
 def test_runs_recorded_before_per_table_checksums_still_compare(tmp_path, pg_db):
     """A target whose run table predates table_checksums: the column is added, the old run is still
     compared by its whole-source checksum, and the refusal says what it can without naming tables."""
-    path = tmp_path / "s.db"
-    c = base_source(path)
-    message(c, "m1", data='{"v": 1}')
-    c.close()
-    assert run_cli("copy", "--from", str(path), "--to", pg_db).code == 0
+    path = _copied_source(tmp_path, pg_db)
     with psycopg.connect(pg_db) as conn:
         conn.execute("ALTER TABLE agor_copy_runs DROP COLUMN table_checksums")  # as an older agor-db left it
     r = run_cli("copy", "--from", str(path), "--to", pg_db)
     assert r.code == 0 and "nothing to do" in r.stdout, r.output
-    c = apsw.Connection(str(path))
-    c.execute("UPDATE messages SET data = '{\"v\": 2}' WHERE message_id = 'm1'")
-    c.close()
+    _edit_message(path)
     r = run_cli("copy", "--from", str(path), "--to", pg_db)
     assert r.code == 1 and "the same row counts; source checksum" in r.stderr, r.output
     assert run_cli("copy", "--from", str(path), "--to", pg_db, "--truncate").code == 0
