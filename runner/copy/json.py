@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import struct
 from collections.abc import Callable
 from decimal import Decimal
 from operator import itemgetter
@@ -184,20 +185,44 @@ _PLAIN_LIMIT = 1 << 26  # jsonb's limits (2^28 bytes per string or container) ar
 def may_be_refused(text: str) -> bool:
     """For a text the copier's SQLite-side test passed (json_valid, no NUL byte, no "\\u"): False when jsonb
     surely takes it, True when it needs the exact check (ValueError when it is not even UTF-8)."""
+    if len(text) > _PIECE:
+        return _long_may_be_refused(text)
     raw = text.encode("utf-8")
-    if len(raw) > _PLAIN_LIMIT:
-        return True
     folded = raw.translate(_DIGITS)
     if (b"e0000" in folded or b"e+0000" in folded) and _BIG_EXPONENT.search(text):
         return True  # a number with a long exponent (the search skips hex ids such as "3e4512")
     return len(raw) >= len(_ZEROS) and _ZEROS in folded
 
 
+_PIECE = 1 << 20
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8  # signature, flags, header extension length
+
+
+def _long_may_be_refused(text: str) -> bool:
+    """may_be_refused in pieces: a value of many megabytes is never encoded or folded whole (each copy is
+    as large as the value; Agor's tool outputs run to tens of MB)."""
+    size, long_exponent, tail = 0, False, b""
+    for i in range(0, len(text), _PIECE):
+        raw = text[i : i + _PIECE].encode("utf-8")
+        size += len(raw)
+        folded = tail + raw.translate(_DIGITS)
+        long_exponent = long_exponent or b"e0000" in folded or b"e+0000" in folded
+        if _ZEROS in folded:
+            return True
+        tail = folded[-len(_ZEROS) :]  # a run or an exponent may straddle two pieces
+    if size > _PLAIN_LIMIT:
+        return True
+    return long_exponent and bool(_BIG_EXPONENT.search(text))
+
+
 def sent_text(text: str, oracle: Oracle | None = None) -> str:
     """The text as sent (the checksum covers exactly these bytes), after making sure jsonb takes it:
     ValueError (JsonRefused, UnicodeEncodeError) when it would not. Only for texts as may_be_refused says."""
     if may_be_refused(text):
-        jsonb_loadable(text, oracle).encode("utf-8")
+        if isinstance(oracle, JsonOracle) and len(text) > _PIECE:
+            oracle.accepts(text)  # PostgreSQL parses a long text in far less memory than Python's json
+        else:
+            jsonb_loadable(text, oracle).encode("utf-8")
     return text
 
 
@@ -277,14 +302,41 @@ class JsonOracle:
             except psycopg.Error as exc:
                 if (exc.sqlstate or "")[:2] not in ("22", "54"):  # data exception, program limit exceeded
                     raise
-                diag = exc.diag
-                why = (diag.message_primary or str(exc)) + (f" ({diag.message_detail})" if diag.message_detail else "")
-                self._last = (text, None, why)
+                self._last = (text, None, _why(exc))
         if self._last[1] is None:
             raise JsonRefused(self._last[2])
         return self._last[1]
+
+    def accepts(self, text: str) -> None:
+        """Raise JsonRefused unless jsonb takes ``text``, for texts of many megabytes: the text is streamed
+        to the server in pieces (binary COPY into a temporary table of this one transaction, so nothing is
+        left on a pooled connection) and parsed there; neither its encoded copy nor its parse is ever
+        held here whole."""
+        import psycopg
+
+        if self._conn is None:
+            self._conn = self._connect()
+        size = sum(len(text[i : i + _PIECE].encode("utf-8")) for i in range(0, len(text), _PIECE))
+        try:
+            with self._conn.transaction():
+                self._conn.execute("CREATE TEMP TABLE agor_db_json_probe (t text) ON COMMIT DROP")
+                with self._conn.cursor().copy("COPY agor_db_json_probe (t) FROM STDIN (FORMAT BINARY)") as copy:
+                    copy.write(_COPY_HEADER + struct.pack("!hi", 1, size))
+                    for i in range(0, len(text), _PIECE):
+                        copy.write(text[i : i + _PIECE].encode("utf-8"))
+                    copy.write(struct.pack("!h", -1))
+                self._conn.execute("SELECT t::jsonb IS NULL FROM agor_db_json_probe")
+        except psycopg.Error as exc:
+            if (exc.sqlstate or "")[:2] not in ("22", "54"):  # data exception, program limit exceeded
+                raise
+            raise JsonRefused(_why(exc)) from None
 
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def _why(exc: Any) -> str:
+    diag = exc.diag
+    return (diag.message_primary or str(exc)) + (f" ({diag.message_detail})" if diag.message_detail else "")
