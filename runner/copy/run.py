@@ -28,9 +28,11 @@ from ..core import interrupts
 from ..core.errors import AgorDbError, DatabaseError, DatabaseUnavailable, UsageError
 from ..core.plan import make_plan
 from ..core.urls import DatabaseUrl, redact
+from . import parallel
 from .convert import Bytes, Converter, Issue, Policies, converter_for, shorten
 from .json import JsonOracle
 from .load import TableLoader
+from .parallel import RangeDone, RangeTask, SnapshotWatch, Workers, split, worker_count
 from .scan import Report, duplicate_sql, key_text, orphan_sql, row_ident_sql, unique_keys_to_check
 from .target import RUNS_TABLE, Pair, Table, match, quote, read_source, read_target
 from .verify import Digest, RowHasher, server_digest
@@ -87,6 +89,7 @@ class CopyOptions:
     truncate: bool = False
     policies: Policies = field(default_factory=Policies)
     lock_timeout: float = 60.0
+    workers: int | None = None  # processes for large tables (parallel.py); None: $AGOR_DB_COPY_WORKERS, else the cores
 
 
 class Progress:
@@ -117,6 +120,7 @@ class TableResult:
     target_digest: Digest | None = None
     staged_digest: Digest | None = None  # the server's checksum of the rows it received (load.py)
     stored_rows: int = 0  # how many of them it stored
+    worker_rows: int = 0  # rows read, tested and hashed by worker processes (parallel.py)
 
 
 @dataclass
@@ -357,6 +361,8 @@ class Copier:
         # PostgreSQL's own jsonb parser, for the JSON Python cannot answer exactly (opened when needed).
         self.oracle = JsonOracle(lambda: _connect(dst))
         self.doing = ""  # what the copy is doing on the target, for the message when PostgreSQL refuses
+        self.workers: Workers | None = None  # set for a writing copy with more than one worker
+        self.watch: SnapshotWatch | None = None
 
     def run(self) -> CopyResult:
         from ..core import migrate as core
@@ -396,7 +402,16 @@ class Copier:
                 driver.close()
                 raise
         self.result.phases["prepare"] = time.perf_counter() - started
-        src = open_snapshot(self.src, newest)
+        try:
+            self._start_workers()
+            src = open_snapshot(self.src, newest)
+        except BaseException:
+            self._stop_workers()
+            if driver is not None:
+                driver.close()
+            else:
+                conn.close()
+            raise
         try:
             pairs = match(target, read_source(src))
             for p in pairs:
@@ -409,6 +424,7 @@ class Copier:
         except KeyboardInterrupt as exc:
             raise CopyInterrupted(exc) from None
         finally:
+            self._stop_workers()
             src.close()
             self.oracle.close()
             if driver is not None:
@@ -417,6 +433,32 @@ class Copier:
                 conn.close()
         self.result.seconds = time.perf_counter() - started
         return self.result
+
+    def _start_workers(self) -> None:
+        """Worker processes for a writing copy (started when a large table first needs them), and the watch
+        that tells whether their snapshots are the main one's: made before the main snapshot begins."""
+        count = worker_count(self.options.workers)
+        if count > 1 and not self.options.check:
+            assert self.src.path is not None
+            self.watch = SnapshotWatch(str(self.src.path))
+            self.workers = Workers(str(self.src.path), count)
+
+    def _stop_workers(self) -> None:
+        if self.workers is not None:
+            self.workers.close()
+            self.workers = None
+        if self.watch is not None:
+            self.watch.close()
+            self.watch = None
+
+    def _snapshot_moved(self) -> bool:
+        """A commit reached the source during a pass that used workers: their rows may not be the main
+        snapshot's. The pass is then done again without them."""
+        if self.watch is None or not self.watch.changed():
+            return False
+        self._stop_workers()
+        self.progress.phase("the source changed during the copy: copying again without worker processes")
+        return True
 
     # -- target state ---------------------------------------------------------------------------
 
@@ -592,11 +634,14 @@ class Copier:
                 try:
                     with conn.transaction():  # a savepoint
                         self._pass_once(src, conn, pairs)
+                        if self._snapshot_moved():
+                            raise _Again(True)
                         if self._dropped_behind(pairs, known):
                             raise _Again
                     return
-                except _Again:
-                    pass
+                except _Again as again:
+                    if again.args:  # the same pass again: what this one found may rest on other rows
+                        continue
             known = {t: {c: set(k) for c, k in d.items()} for t, d in self.dropped.items()}
 
     def _reset(self, known: dict[str, dict[tuple[str, ...], set[tuple[Any, ...]]]]) -> None:
@@ -876,12 +921,12 @@ class TablePass:
         self.hasher = RowHasher(self.convs, copier.oracle, json_as_sent=True)
         self.write_row: Any = None
         self.writing = copier.writing and copier.report.ok  # changes only when convert reports a problem
-        self.seen = self.copied = 0
+        self.seen = self.copied = self.total = 0
         self.last = ROWID_MIN
 
     def run(self, conn: Any) -> None:
         name, result = self.pair.target.name, self.result
-        total = int(self.src.execute(f"SELECT count(*) FROM {quote(self.source.name)}").fetchone()[0])
+        total = self.total = int(self.src.execute(f"SELECT count(*) FROM {quote(self.source.name)}").fetchone()[0])
         self.copier.progress.table_start(name, total)
         started = time.perf_counter()
         if self.copier.writing and conn is not None:
@@ -899,22 +944,75 @@ class TablePass:
         self.copier.progress.table_done(name, self.seen, result.seconds)
 
     def _rows(self) -> None:
-        for row in self.read():
+        ranges = self._ranges()
+        if ranges is None:
+            self._exact()
+            return
+        for done in ranges:
+            if done.values is None or not self.examine_range(done):
+                self._exact(done.hi)  # the range again, row by row, in order
+            else:
+                self._take(done)
+
+    def _exact(self, upto: int | None = None) -> None:
+        for row in self.read(upto):
             values = row[1:-1] if self.examine(row) else None
             if values is None or not self.hash(values):
                 values = self.convert(row)
             if values is not None:
                 self.write(values)
 
-    def read(self) -> Iterator[tuple[Any, ...]]:
-        """(row ident, values..., flag) for every row; rows apsw cannot decode are read again as bytes."""
-        c, src, source = self.copier, self.src, self.source
-        query = (
-            f"SELECT {self.ident}, {', '.join(quote(n) for n in self.names)}, ({self.flag}) FROM {quote(source.name)} "
-            + ("WHERE rowid > ? " if source.has_rowid else "")
+    def _query(self, upto: bool) -> str:
+        return (
+            f"SELECT {self.ident}, {', '.join(quote(n) for n in self.names)}, ({self.flag}) "
+            f"FROM {quote(self.source.name)} "
+            + ("WHERE rowid > ? " if self.source.has_rowid else "")
+            + ("AND rowid <= ? " if upto else "")
             + f"ORDER BY {self.order}"
         )
+
+    def _ranges(self) -> Iterator[RangeDone] | None:
+        """The table's rows read, tested and hashed by the worker processes, range by range in rowid order;
+        None for the single path (no workers, a small or WITHOUT ROWID table, rows a policy drops by rowid)."""
+        workers = self.copier.workers
+        if workers is None or not self.source.has_rowid or self.drop_rowids or self.write_row is None:
+            return None
+        rows = self.total
+        if rows < parallel.MIN_ROWS:
+            return None
+        lo, hi = self.src.execute(f"SELECT min(rowid), max(rowid) FROM {quote(self.source.name)}").fetchone()
+        query = self._query(upto=True)
+        tasks = (RangeTask(query, self.convs, a, b) for a, b in split(lo, hi, rows))
+        return workers.run(self.pair.target.name, tasks)
+
+    def examine_range(self, done: RangeDone) -> bool:
+        """True when a worker's clean range can go as it is: no policy drop makes its rows need the exact path."""
+        return not (self.lost and self.copier.drop_count)
+
+    def _take(self, done: RangeDone) -> None:
+        """A clean range from a worker: its digests summed, its values written, as the single path would."""
+        assert done.values is not None
+        before = self.seen
+        self.seen += done.rows
+        self.last = done.hi
+        self.hasher.merge(done.rows, done.total)
+        self.result.worker_rows += done.rows
+        if self.writing:
+            write_row = self.write_row
+            for values in done.values:
+                write_row(values)
+            self.copied += done.rows
+        if self.seen // PROGRESS_EVERY != before // PROGRESS_EVERY:
+            self.copier.progress.table_rows(self.pair.target.name, self.seen)
+
+    def read(self, upto: int | None = None) -> Iterator[tuple[Any, ...]]:
+        """(row ident, values..., flag) for every row after ``self.last`` (up to rowid ``upto``); rows apsw
+        cannot decode are read again as bytes."""
+        c, src, source = self.copier, self.src, self.source
+        query = self._query(upto is not None)
         params: tuple[Any, ...] = (self.last,) if source.has_rowid else ()
+        if upto is not None:
+            params = (self.last, upto)
         while True:
             try:
                 for row in src.execute(query, params):
@@ -930,7 +1028,7 @@ class TablePass:
                 raw = c._raw_row(src, source.name, self.names, self.flag, self.last)
                 self._count(raw)
                 yield raw
-                params = (self.last,)
+                params = (self.last,) if upto is None else (self.last, upto)
 
     def _count(self, row: tuple[Any, ...]) -> None:
         self.seen += 1
