@@ -361,6 +361,7 @@ class Copier:
         # PostgreSQL's own jsonb parser, for the JSON Python cannot answer exactly (opened when needed).
         self.oracle = JsonOracle(lambda: _connect(dst))
         self.doing = ""  # what the copy is doing on the target, for the message when PostgreSQL refuses
+        self.worker_count = 1
         self.workers: Workers | None = None  # set for a writing copy with more than one worker
         self.watch: SnapshotWatch | None = None
 
@@ -371,6 +372,7 @@ class Copier:
         started = time.perf_counter()
         if self.dst.dialect != "postgres":
             raise UsageError(f"--to must be a PostgreSQL URL, got {self.dst.display}")
+        self.worker_count = worker_count(self.options.workers)  # a bad value stops here, before any work
         newest = check_source(self.src, self.root)
         if self.options.check:
             conn = connect(self.dst)
@@ -437,11 +439,10 @@ class Copier:
     def _start_workers(self) -> None:
         """Worker processes for a writing copy (started when a large table first needs them), and the watch
         that tells whether their snapshots are the main one's: made before the main snapshot begins."""
-        count = worker_count(self.options.workers)
-        if count > 1 and not self.options.check:
+        if self.worker_count > 1 and not self.options.check:
             assert self.src.path is not None
             self.watch = SnapshotWatch(str(self.src.path))
-            self.workers = Workers(str(self.src.path), count)
+            self.workers = Workers(str(self.src.path), self.worker_count)
 
     def _stop_workers(self) -> None:
         if self.workers is not None:
