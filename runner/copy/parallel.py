@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import struct
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from typing import Any
 
 from ..core.errors import AgorDbError, UsageError
 from .convert import Converter
+from .pgbinary import Encoder, encoder
 from .verify import RowHasher
 
 WORKERS_ENV = "AGOR_DB_COPY_WORKERS"
@@ -65,18 +67,24 @@ class RangeTask:
     converters: tuple[Converter, ...]
     lo: int
     hi: int
+    oids: tuple[int, ...] | None = None  # the COPY's column types: the rows come back as binary COPY data
 
 
 @dataclass(frozen=True)
 class RangeDone:
-    """A range's rows (count and digest sum) and values in rowid order; values None: the main process
-    reads the range again on the exact path (a row needs it)."""
+    """A range's rows (count and digest sum), in rowid order as values or as binary COPY rows (``data``,
+    pgbinary.py); ``clean`` False: the main process reads the range again on the exact path (a row needs it)."""
 
     lo: int
     hi: int
-    rows: int
-    total: int
-    values: list[tuple[Any, ...]] | None
+    rows: int = 0
+    total: int = 0
+    values: list[tuple[Any, ...]] | None = None
+    data: bytes | bytearray | None = None
+
+    @property
+    def clean(self) -> bool:
+        return self.values is not None or self.data is not None
 
 
 def split(lo: int, hi: int, rows: int, per_range: int = 0) -> list[tuple[int, int]]:
@@ -95,23 +103,32 @@ def split(lo: int, hi: int, rows: int, per_range: int = 0) -> list[tuple[int, in
 # -- the worker process -----------------------------------------------------------------------
 
 
-def _range(src: Any, task: RangeTask, hashers: dict[str, RowHasher]) -> RangeDone:
-    hasher = hashers.get(task.query)
-    if hasher is None:
-        hasher = hashers[task.query] = RowHasher(task.converters, None, json_as_sent=True)
+def _range(src: Any, task: RangeTask, tables: dict[str, tuple[RowHasher, Encoder | None]]) -> RangeDone:
+    if task.query not in tables:
+        tables[task.query] = (
+            RowHasher(task.converters, None, json_as_sent=True),
+            encoder(task.oids) if task.oids else None,
+        )
+    hasher, encode = tables[task.query]
     hasher.rows = hasher.total = 0
     out: list[tuple[Any, ...]] = []
+    data = bytearray()
     add, keep = hasher.add, out.append
     try:
         for row in src.execute(task.query, (task.lo, task.hi)):
             if row[-1]:
-                return RangeDone(task.lo, task.hi, 0, 0, None)
+                return RangeDone(task.lo, task.hi)
             values = row[1:-1]
             add(values)
-            keep(values)
-    except (UnicodeDecodeError, ValueError, ArithmeticError, RuntimeError):  # the exact path decides
-        return RangeDone(task.lo, task.hi, 0, 0, None)
-    return RangeDone(task.lo, task.hi, hasher.rows, hasher.total, out)
+            if encode is None:
+                keep(values)
+            else:
+                encode(values, data)
+    except (ValueError, ArithmeticError, RuntimeError, struct.error):  # the exact path decides
+        return RangeDone(task.lo, task.hi)
+    if encode is None:
+        return RangeDone(task.lo, task.hi, hasher.rows, hasher.total, values=out)
+    return RangeDone(task.lo, task.hi, hasher.rows, hasher.total, data=data)
 
 
 def serve(path: str, tasks_fd: int, results_fd: int) -> None:
@@ -131,11 +148,11 @@ def serve(path: str, tasks_fd: int, results_fd: int) -> None:
     except apsw.Error as exc:
         pipe.send(("error", f"cannot read the source: {exc}"))
         return
-    hashers: dict[str, RowHasher] = {}
+    tables: dict[str, tuple[RowHasher, Encoder | None]] = {}
     try:
         while (task := tasks.recv()) is not None:
             try:
-                pipe.send(_range(src, task, hashers))
+                pipe.send(_range(src, task, tables))
             except apsw.Error as exc:
                 pipe.send(("error", f"reading rowids {task.lo + 1}..{task.hi}: {exc}"))
                 return

@@ -921,6 +921,7 @@ class TablePass:
         self.lost = any(fk.ref_columns in copier.dropped.get(fk.ref_table, {}) for fk in self.fks)
         self.hasher = RowHasher(self.convs, copier.oracle, json_as_sent=True)
         self.write_row: Any = None
+        self.loader: TableLoader | None = None
         self.writing = copier.writing and copier.report.ok  # changes only when convert reports a problem
         self.seen = self.copied = self.total = 0
         self.last = ROWID_MIN
@@ -931,9 +932,10 @@ class TablePass:
         self.copier.progress.table_start(name, total)
         started = time.perf_counter()
         if self.copier.writing and conn is not None:
-            loader = TableLoader(conn, name, self.pair.columns, self.convs)
+            loader = self.loader = TableLoader(conn, name, self.pair.columns, self.convs)
             with loader as self.write_row:
                 self._rows()
+            self.loader = None
             result.staged_digest, result.stored_rows = loader.staged, loader.inserted
         else:
             self._rows()
@@ -950,7 +952,7 @@ class TablePass:
             self._exact()
             return
         for done in ranges:
-            if done.values is None or not self.examine_range(done):
+            if not done.clean or not self.examine_range(done):
                 self._exact(done.hi)  # the range again, row by row, in order
             else:
                 self._take(done)
@@ -976,14 +978,15 @@ class TablePass:
         """The table's rows read, tested and hashed by the worker processes, range by range in rowid order;
         None for the single path (no workers, a small or WITHOUT ROWID table, rows a policy drops by rowid)."""
         workers = self.copier.workers
-        if workers is None or not self.source.has_rowid or self.drop_rowids or self.write_row is None:
+        if workers is None or not self.source.has_rowid or self.drop_rowids or self.loader is None:
             return None
         rows = self.total
         if rows < parallel.MIN_ROWS:
             return None
         lo, hi = self.src.execute(f"SELECT min(rowid), max(rowid) FROM {quote(self.source.name)}").fetchone()
         query = self._query(upto=True)
-        tasks = (RangeTask(query, self.convs, a, b) for a, b in split(lo, hi, rows))
+        oids = self.loader.wire_oids
+        tasks = (RangeTask(query, self.convs, a, b, oids) for a, b in split(lo, hi, rows))
         return workers.run(self.pair.target.name, tasks)
 
     def examine_range(self, done: RangeDone) -> bool:
@@ -992,16 +995,19 @@ class TablePass:
 
     def _take(self, done: RangeDone) -> None:
         """A clean range from a worker: its digests summed, its values written, as the single path would."""
-        assert done.values is not None
         before = self.seen
         self.seen += done.rows
         self.last = done.hi
         self.hasher.merge(done.rows, done.total)
         self.result.worker_rows += done.rows
         if self.writing:
-            write_row = self.write_row
-            for values in done.values:
-                write_row(values)
+            assert self.loader is not None
+            if done.data is not None:
+                self.loader.add_encoded(done.data)
+            else:
+                write_row = self.write_row
+                for values in done.values or ():
+                    write_row(values)
             self.copied += done.rows
         if self.seen // PROGRESS_EVERY != before // PROGRESS_EVERY:
             self.copier.progress.table_rows(self.pair.target.name, self.seen)
