@@ -141,13 +141,12 @@ class Converter:
             tests.append(f"(typeof({c}) NOT IN ('integer', 'null') OR {c} NOT BETWEEN {lo} AND {hi})")
         elif self.family == "json":
             # json_valid ignores a NUL byte and whatever follows it, and accepts \\u0000 and lone surrogate
-            # escapes, which jsonb refuses: any NUL byte, "\\u0000" or "\\ud"/"\\uD" (every surrogate escape,
-            # U+D800-DFFF, with some neighbours; other escapes are code points jsonb takes in a UTF8
-            # database) sends the value to the exact check. The rest jsonb may refuse (numbers outside
-            # numeric's range) is tested as the row is hashed, before it is written: json.sent_text.
+            # escapes, which jsonb refuses: any NUL byte or "\\u0000" sends the value to the exact check.
+            # The rest jsonb may refuse (an unpaired surrogate escape, numbers outside numeric's range) is
+            # tested as the row is hashed, before it is written: json.sent_text, json.may_be_refused.
             tests.append(
                 f"(typeof({c}) NOT IN ('text', 'null') OR NOT json_valid({c}) OR instr({c}, '\\u0000') > 0 "
-                f"OR instr({c}, '\\ud') > 0 OR instr({c}, '\\uD') > 0 OR instr(CAST({c} AS BLOB), x'00') > 0)"
+                f"OR instr(CAST({c} AS BLOB), x'00') > 0)"
             )
         elif self.family == "text":
             tests.append(f"(typeof({c}) NOT IN ('text', 'null') OR instr(CAST({c} AS BLOB), x'00') > 0)")
