@@ -34,7 +34,7 @@ from .verify import RowHasher
 
 WORKERS_ENV = "AGOR_DB_COPY_WORKERS"
 RANGE_ROWS = 4000  # rows per range: a few MB of values in flight per range
-MIN_ROWS = 20_000  # smaller tables stay on the single path (the workers' start-up would not pay)
+MIN_ROWS = 5_000  # smaller tables stay on the single path (a range or two: the workers would not pay)
 IN_FLIGHT = 2  # ranges queued per worker: enough to keep it busy, few enough to keep memory flat
 
 
@@ -178,7 +178,10 @@ class Workers:
         self._pipes: list[Any] = []
         self._outstanding = 0  # tasks sent whose results are not read yet
 
-    def _start(self) -> None:
+    def start(self) -> None:
+        """Start the worker processes (once; ``run`` does it when needed)."""
+        if self._procs:
+            return
         import subprocess
         import sys
         from multiprocessing.connection import Connection
@@ -202,8 +205,7 @@ class Workers:
             self._pipes.append((Connection(task_w, readable=False), Connection(done_r, writable=False)))
 
     def run(self, table: str, tasks: Iterable[RangeTask]) -> Iterator[RangeDone]:
-        if not self._procs:
-            self._start()
+        self.start()
         pending: deque[tuple[int, RangeTask]] = deque()
         todo = iter(enumerate(tasks))
         for i, task in todo:

@@ -422,6 +422,7 @@ class Copier:
             if self.options.check:
                 self._pass(src, None, pairs)
             else:
+                self._early_workers(src, pairs)
                 self._copy(src, conn, pairs)
         except KeyboardInterrupt as exc:
             raise CopyInterrupted(exc) from None
@@ -443,6 +444,17 @@ class Copier:
             assert self.src.path is not None
             self.watch = SnapshotWatch(str(self.src.path))
             self.workers = Workers(str(self.src.path), self.worker_count)
+
+    def _early_workers(self, src: Any, pairs: list[Pair]) -> None:
+        """Start the workers now when a table will need them: they start up while the small tables go."""
+        if self.workers is None:
+            return
+        for p in pairs:
+            if p.source is not None and p.source.has_rowid:
+                lo, hi = src.execute(f"SELECT min(rowid), max(rowid) FROM {quote(p.source.name)}").fetchone()
+                if lo is not None and hi - lo + 1 >= parallel.MIN_ROWS:
+                    self.workers.start()
+                    return
 
     def _stop_workers(self) -> None:
         if self.workers is not None:
