@@ -209,7 +209,7 @@ def may_be_refused(text: str) -> bool:
     raw = text.encode("utf-8")
     if len(raw) > _PLAIN_LIMIT:
         return True
-    if (b"\\ud" in raw or b"\\uD" in raw) and lone_surrogate(text):
+    if b"\\u" in raw and (b"\\ud" in raw or b"\\uD" in raw) and lone_surrogate(text):
         return True
     folded = raw.translate(_DIGITS)
     if (b"e0000" in folded or b"e+0000" in folded) and _BIG_EXPONENT.search(text):
