@@ -14,9 +14,15 @@ import apsw
 import psycopg
 import pytest
 from conftest import REPO, run_cli
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agor_db.copy import parallel
-from agor_db.copy.convert import Policies
+from agor_db.copy.convert import Policies, converter_for
+from agor_db.copy.json import sent_text
+from agor_db.copy.pgbinary import encoder, hashing_encoder
+from agor_db.copy.target import Column
+from agor_db.copy.verify import RowHasher
 from agor_db.copy.parallel import RangeTask, WorkerFailed, Workers
 from agor_db.copy.scan import BadData
 from agor_db.copy.run import Copier, CopyOptions, CopyResult, Progress
@@ -25,6 +31,7 @@ from agor_db.core.source import bundled_sql_root
 from agor_db.core.urls import parse_url
 
 MESSAGES = 3000
+T = 1_762_030_000_000
 
 
 @pytest.fixture(scope="module")
@@ -176,8 +183,8 @@ class _MoveSource(Progress):
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def table_start(self, table: str, total: int) -> None:
-        if table == "messages" and self.path.exists():
+    def phase(self, text: str) -> None:
+        if text.startswith("starting 2 worker processes") and self.path.exists():
             for suffix in ("", "-wal", "-shm"):
                 p = Path(str(self.path) + suffix)
                 if p.exists():
@@ -237,3 +244,58 @@ def test_bad_worker_count_refused_before_anything(source, pg_db, value):
     assert f"AGOR_DB_COPY_WORKERS={value if value != 'many' else repr(value)}" in r.stderr
     with psycopg.connect(pg_db) as conn:  # not even migrated
         assert conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()[0] == 0
+
+
+# -- the worker's one pass: binary COPY rows and their checksum terms ----------------------------------
+
+COLUMNS = (
+    Column("t", "text", None, False, False, 25),
+    Column("created_at", "bigint", None, False, False, 20),
+    Column("data", "jsonb", None, False, False, 3802),
+    Column("flag", "boolean", None, False, False, 16),
+    Column("blob", "bytea", None, False, False, 17),
+    Column("n", "integer", None, False, False, 23),
+    Column("s", "smallint", None, False, False, 21),
+)
+WIRE = (25, 20, 25, 16, 17, 23, 21)  # as staged: JSON as text
+CONVERTERS = tuple(converter_for(c, "t") for c in COLUMNS)
+ROWS = st.tuples(
+    st.one_of(st.none(), st.text()),
+    st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)),
+    st.one_of(st.none(), st.sampled_from(['{"a": "caf\\u00e9 \u2705"}', "[1.50, -0, 1e2]", '"\\ud83d\\ude80"'])),
+    st.one_of(st.none(), st.sampled_from([0, 1])),
+    st.one_of(st.none(), st.binary()),
+    st.one_of(st.none(), st.integers(-(2**31), 2**31 - 1)),
+    st.one_of(st.none(), st.integers(-(2**15), 2**15 - 1)),
+).filter(lambda r: r[0] is None or r[0].encode("utf-8", "surrogatepass").decode("utf-8", "ignore") == r[0])
+
+
+@settings(max_examples=300, deadline=None)
+@given(row=ROWS)
+def test_hashing_encoder_gives_rowhasher_checksum_and_encoder_bytes(row):
+    expected = RowHasher(CONVERTERS, None, json_as_sent=True)
+    expected.add(row)
+    plain, hashed = bytearray(), bytearray()
+    encoder(WIRE)(row, plain)
+    term = hashing_encoder(WIRE, tuple(c.family for c in CONVERTERS), sent_text, 1 << 20)(row, hashed)
+    assert term == expected.total and hashed == plain
+
+
+def test_worker_range_with_a_value_over_the_limit_hashes_it_in_chunks(tmp_path, monkeypatch):
+    """Rows with a value longer than verify.LONG (here made 100) take the hasher's chunked path in the
+    worker: the same checksum and COPY bytes as every other row's."""
+    path = tmp_path / "r.db"
+    src = apsw.Connection(str(path))
+    src.execute("CREATE TABLE r (t, created_at, data, flag, blob, n, s)")
+    rows = [("x" * (50 + 40 * i), T, '{"k": "' + "v" * (30 * i) + '"}', i % 2, b"\x00" * i, i, -i) for i in range(6)]
+    src.executemany("INSERT INTO r VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    monkeypatch.setattr(parallel, "LONG", 100)
+    names = ", ".join(c.name for c in COLUMNS)
+    task = RangeTask(f"SELECT rowid, {names}, 0 FROM r WHERE rowid > ? AND rowid <= ?", CONVERTERS, 0, 6, WIRE)
+    done = parallel._range(src, task, {})
+    expected = RowHasher(CONVERTERS, None, json_as_sent=True)
+    plain = bytearray()
+    for row in rows:
+        expected.add(row)
+        encoder(WIRE)(row, plain)
+    assert (done.rows, done.total, done.data) == (6, expected.total, plain)

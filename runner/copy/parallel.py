@@ -22,6 +22,7 @@ import contextlib
 import os
 import signal
 import struct
+import subprocess
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -29,8 +30,9 @@ from typing import Any
 
 from ..core.errors import AgorDbError, UsageError
 from .convert import Converter
-from .pgbinary import Encoder, encoder
-from .verify import RowHasher
+from .json import sent_text
+from .pgbinary import Encoder, HashingEncoder, TooLong, encoder, hashing_encoder
+from .verify import LONG, RowHasher
 
 WORKERS_ENV = "AGOR_DB_COPY_WORKERS"
 RANGE_ROWS = 4000  # rows per range: a few MB of values in flight per range
@@ -103,32 +105,51 @@ def split(lo: int, hi: int, rows: int, per_range: int = 0) -> list[tuple[int, in
 # -- the worker process -----------------------------------------------------------------------
 
 
-def _range(src: Any, task: RangeTask, tables: dict[str, tuple[RowHasher, Encoder | None]]) -> RangeDone:
-    if task.query not in tables:
-        tables[task.query] = (
-            RowHasher(task.converters, None, json_as_sent=True),
-            encoder(task.oids) if task.oids else None,
-        )
-    hasher, encode = tables[task.query]
+@dataclass
+class _Table:
+    """What a worker keeps per table: the hasher, and the binary COPY encoders when the rows go as such."""
+
+    hasher: RowHasher
+    encode: Encoder | None = None
+    encode_hash: HashingEncoder | None = None
+
+
+def _table(task: RangeTask) -> _Table:
+    table = _Table(RowHasher(task.converters, None, json_as_sent=True))
+    if task.oids:
+        table.encode = encoder(task.oids)
+        families = tuple(c.family for c in task.converters)
+        table.encode_hash = hashing_encoder(task.oids, families, sent_text, LONG)
+    return table
+
+
+def _range(src: Any, task: RangeTask, tables: dict[str, _Table]) -> RangeDone:
+    table = tables.get(task.query) or tables.setdefault(task.query, _table(task))
+    hasher, encode, encode_hash = table.hasher, table.encode, table.encode_hash
     hasher.rows = hasher.total = 0
     out: list[tuple[Any, ...]] = []
     data = bytearray()
-    add, keep = hasher.add, out.append
+    rows = total = 0
     try:
         for row in src.execute(task.query, (task.lo, task.hi)):
             if row[-1]:
                 return RangeDone(task.lo, task.hi)
             values = row[1:-1]
-            add(values)
-            if encode is None:
-                keep(values)
-            else:
-                encode(values, data)
+            if encode_hash is None:
+                hasher.add(values)
+                out.append(values)
+                continue
+            try:
+                total += encode_hash(values, data)
+                rows += 1
+            except TooLong:  # hashed in chunks by the hasher, then encoded
+                hasher.add(values)
+                encode(values, data)  # type: ignore[misc]
     except (ValueError, ArithmeticError, RuntimeError, struct.error):  # the exact path decides
         return RangeDone(task.lo, task.hi)
-    if encode is None:
+    if encode_hash is None:
         return RangeDone(task.lo, task.hi, hasher.rows, hasher.total, values=out)
-    return RangeDone(task.lo, task.hi, hasher.rows, hasher.total, data=data)
+    return RangeDone(task.lo, task.hi, rows + hasher.rows, total + hasher.total, data=data)
 
 
 def serve(path: str, tasks_fd: int, results_fd: int) -> None:
@@ -148,7 +169,7 @@ def serve(path: str, tasks_fd: int, results_fd: int) -> None:
     except apsw.Error as exc:
         pipe.send(("error", f"cannot read the source: {exc}"))
         return
-    tables: dict[str, tuple[RowHasher, Encoder | None]] = {}
+    tables: dict[str, _Table] = {}
     try:
         while (task := tasks.recv()) is not None:
             try:
@@ -182,7 +203,6 @@ class Workers:
         """Start the worker processes (once; ``run`` does it when needed)."""
         if self._procs:
             return
-        import subprocess
         import sys
         from multiprocessing.connection import Connection
 
@@ -209,7 +229,7 @@ class Workers:
         pending: deque[tuple[int, RangeTask]] = deque()
         todo = iter(enumerate(tasks))
         for i, task in todo:
-            self._send(i, task)
+            self._send(i, task, table)
             pending.append((i, task))
             if len(pending) >= self.count * IN_FLIGHT:
                 break
@@ -219,15 +239,20 @@ class Workers:
                 done = self._receive(i % self.count, table, task)
                 nxt = next(todo, None)
                 if nxt is not None:
-                    self._send(*nxt)
+                    self._send(*nxt, table)
                     pending.append(nxt)
                 yield done
         finally:
             if pending:  # left with results in their pipes: these workers cannot serve another table
                 self.close()
 
-    def _send(self, i: int, task: RangeTask) -> None:
-        self._pipes[i % self.count][0].send(task)
+    def _send(self, i: int, task: RangeTask, table: str) -> None:
+        w = i % self.count
+        try:
+            self._pipes[w][0].send(task)
+        except OSError:  # the worker is gone: what it said last (why it stopped) is in its results pipe
+            while True:
+                self._receive(w, table, task)
         self._outstanding += 1
 
     def _receive(self, w: int, table: str, task: RangeTask) -> RangeDone:
@@ -235,6 +260,8 @@ class Workers:
             got = self._pipes[w][1].recv()
             self._outstanding -= 1
         except (EOFError, OSError):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._procs[w].wait(timeout=5)  # it is gone (or going): its exit code
             code = self._procs[w].poll()
             why = f"exit code {code}" if code is not None else "its pipe closed"
             raise WorkerFailed(
@@ -250,8 +277,6 @@ class Workers:
         )
 
     def close(self) -> None:
-        import subprocess
-
         for tasks, _ in self._pipes:
             with contextlib.suppress(OSError):
                 tasks.send(None)

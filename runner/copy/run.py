@@ -453,6 +453,7 @@ class Copier:
             if p.source is not None and p.source.has_rowid:
                 lo, hi = src.execute(f"SELECT min(rowid), max(rowid) FROM {quote(p.source.name)}").fetchone()
                 if lo is not None and hi - lo + 1 >= parallel.MIN_ROWS:
+                    self.progress.phase(f"starting {self.workers.count} worker processes for the large tables")
                     self.workers.start()
                     return
 
