@@ -35,7 +35,8 @@ from .pgbinary import Encoder, HashingEncoder, TooLong, encoder, hashing_encoder
 from .verify import LONG, RowHasher
 
 WORKERS_ENV = "AGOR_DB_COPY_WORKERS"
-RANGE_ROWS = 4000  # rows per range: a few MB of values in flight per range
+RANGE_ROWS = 4000  # rows per range at most ...
+RANGE_BYTES = 1 << 20  # ... and about this much data (a handful of ranges are in flight: memory stays flat)
 MIN_ROWS = 5_000  # smaller tables stay on the single path (a range or two: the workers would not pay)
 IN_FLIGHT = 2  # ranges queued per worker: enough to keep it busy, few enough to keep memory flat
 
@@ -87,6 +88,11 @@ class RangeDone:
     @property
     def clean(self) -> bool:
         return self.values is not None or self.data is not None
+
+
+def rows_per_range(row_bytes: float) -> int:
+    """RANGE_ROWS, fewer for rows of many bytes (``row_bytes``: a sample's mean)."""
+    return max(50, min(RANGE_ROWS, int(RANGE_BYTES // max(row_bytes, 1.0))))
 
 
 def split(lo: int, hi: int, rows: int, per_range: int = 0) -> list[tuple[int, int]]:

@@ -996,10 +996,14 @@ class TablePass:
         rows = self.total
         if rows < parallel.MIN_ROWS:
             return None
-        lo, hi = self.src.execute(f"SELECT min(rowid), max(rowid) FROM {quote(self.source.name)}").fetchone()
+        table = quote(self.source.name)
+        lo, hi = self.src.execute(f"SELECT min(rowid), max(rowid) FROM {table}").fetchone()
+        size = " + ".join(f"coalesce(length(CAST({quote(n)} AS BLOB)), 0)" for n in self.names)
+        (row_bytes,) = self.src.execute(f"SELECT avg({size}) FROM (SELECT * FROM {table} LIMIT 1000)").fetchone()
         query = self._query(upto=True)
         oids = self.loader.wire_oids
-        tasks = (RangeTask(query, self.convs, a, b, oids) for a, b in split(lo, hi, rows))
+        per_range = parallel.rows_per_range(row_bytes or 0.0)
+        tasks = (RangeTask(query, self.convs, a, b, oids) for a, b in split(lo, hi, rows, per_range))
         return workers.run(self.pair.target.name, tasks)
 
     def examine_range(self, done: RangeDone) -> bool:
