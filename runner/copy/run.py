@@ -404,16 +404,8 @@ class Copier:
                 driver.close()
                 raise
         self.result.phases["prepare"] = time.perf_counter() - started
-        try:
-            self._start_workers()
-            src = open_snapshot(self.src, newest)
-        except BaseException:
-            self._stop_workers()
-            if driver is not None:
-                driver.close()
-            else:
-                conn.close()
-            raise
+        close_target = driver.close if driver is not None else conn.close
+        src = self._open_source(newest, close_target)
         try:
             pairs = match(target, read_source(src))
             for p in pairs:
@@ -430,12 +422,19 @@ class Copier:
             self._stop_workers()
             src.close()
             self.oracle.close()
-            if driver is not None:
-                driver.close()
-            else:
-                conn.close()
+            close_target()
         self.result.seconds = time.perf_counter() - started
         return self.result
+
+    def _open_source(self, newest: int, close_target: Any) -> Any:
+        """The main snapshot, after the watch the workers need (parallel.SnapshotWatch: made before it)."""
+        try:
+            self._start_workers()
+            return open_snapshot(self.src, newest)
+        except BaseException:
+            self._stop_workers()
+            close_target()
+            raise
 
     def _start_workers(self) -> None:
         """Worker processes for a writing copy (started when a large table first needs them), and the watch
