@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -163,6 +164,19 @@ def _generated(tmp_path: Path, messages: int) -> Path:
     return path
 
 
+def _workers_of(source: Path) -> list[int]:
+    """Live copy worker processes reading ``source`` (their command line names it)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if str(source).encode() in argv and any(b"agor_db.copy.parallel" in a for a in argv):
+            found.append(int(entry.name))
+    return found
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("sig", "code", "said"),
@@ -172,16 +186,19 @@ def _generated(tmp_path: Path, messages: int) -> Path:
 def test_interrupted_copy_leaves_target_unchanged(tmp_path, pg_db, sig, code, said):
     source = _generated(tmp_path, 30_000)
     env_cmd = [sys.executable, "-m", "agor_db", "copy", "--from", str(source), "--to", pg_db]
-    proc = subprocess.Popen(env_cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {**os.environ, "AGOR_DB_COPY_WORKERS": "2"}  # the worker processes are stopped too
+    proc = subprocess.Popen(env_cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     assert proc.stdout is not None
     for line in proc.stdout:
         if line.startswith("copying messages"):
             break
+    assert len(_workers_of(source)) == 2  # the signal reaches a copy that has its worker processes
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == code, out + err
     assert f"{said}: the copy was rolled back, the target is unchanged" in err
     assert "Traceback" not in err
+    assert not _workers_of(source), "a worker process outlived the copy"
     counts = pg_counts(pg_db)
     assert set(counts.values()) == {0}, counts  # migrated, but no row of the copy kept
     with psycopg.connect(pg_db) as conn:

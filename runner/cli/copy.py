@@ -48,6 +48,15 @@ def copy(
         str,
         typer.Option("--duplicates", help="Rows repeating a key PostgreSQL enforces: fail or drop (keep the newest)."),
     ] = "fail",
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            help="Processes that read, test and hash large tables beside the main one (1: none). "
+            "Default: $AGOR_DB_COPY_WORKERS, else the number of cores.",
+            show_default=False,
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")] = False,
     sql_dir: SqlDirOpt = None,
     lock_timeout: LockTimeoutOpt = 60.0,
@@ -76,7 +85,9 @@ def copy(
         dst = target_url(target)
         s.out.add_secrets(src.secrets + dst.secrets)
         progress = CopyProgress(s, quiet=as_json)
-        options = CopyOptions(check=check, truncate=truncate, policies=policies, lock_timeout=lock_timeout)
+        options = CopyOptions(
+            check=check, truncate=truncate, policies=policies, lock_timeout=lock_timeout, workers=workers
+        )
         try:
             result, error = copy_outcome(src, dst, sql_root(sql_dir), options, progress)
         finally:
@@ -110,6 +121,7 @@ def _print_json(s: Session, result: Any, error: Any) -> None:
                 "source_rows": t.source_rows,
                 "copied_rows": t.copied_rows,
                 "dropped_rows": t.dropped_rows,
+                "worker_rows": t.worker_rows,
                 "seconds": round(t.seconds, 3),
                 "checksum": t.source_digest.as_dict() if t.source_digest else None,
                 "verified": t.target_digest is not None and t.target_digest == t.source_digest,

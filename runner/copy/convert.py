@@ -141,11 +141,11 @@ class Converter:
             tests.append(f"(typeof({c}) NOT IN ('integer', 'null') OR {c} NOT BETWEEN {lo} AND {hi})")
         elif self.family == "json":
             # json_valid ignores a NUL byte and whatever follows it, and accepts \\u0000 and lone surrogate
-            # escapes, which jsonb refuses: any NUL byte or "\\u" sends the value to the exact check. The
-            # rest jsonb may refuse (numbers outside numeric's range) is tested as the row is hashed, before
-            # it is written: json.sent_text.
+            # escapes, which jsonb refuses: any NUL byte or "\\u0000" sends the value to the exact check.
+            # The rest jsonb may refuse (an unpaired surrogate escape, numbers outside numeric's range) is
+            # tested as the row is hashed, before it is written: json.sent_text, json.may_be_refused.
             tests.append(
-                f"(typeof({c}) NOT IN ('text', 'null') OR NOT json_valid({c}) OR instr({c}, '\\u') > 0 "
+                f"(typeof({c}) NOT IN ('text', 'null') OR NOT json_valid({c}) OR instr({c}, '\\u0000') > 0 "
                 f"OR instr(CAST({c} AS BLOB), x'00') > 0)"
             )
         elif self.family == "text":

@@ -169,8 +169,9 @@ def jsonb_loadable(text: str, oracle: Oracle | None = None) -> str:
 # no longer builds the canonical text of every value. What must still be decided before writing is
 # whether jsonb would refuse a text. SQLite's json_valid (strict RFC 8259 since 3.45), run in the
 # copier's SELECT, refuses every syntax error; beyond it jsonb refuses only a NUL byte (json_valid
-# stops reading at it) and a \u0000 or unpaired surrogate escape, which the same SELECT flags (any NUL
-# byte, any "\u": copy_convert.Converter.attention_sql), a number outside numeric's range, and texts
+# stops reading at it) and a \u0000 escape, which the same SELECT flags (any NUL byte, any "\u0000":
+# copy_convert.Converter.attention_sql), an unpaired surrogate escape (``lone_surrogate``, tested here
+# when the text holds a "\ud"/"\uD" at all), a number outside numeric's range, and texts
 # past jsonb's size limits. A number is out of range only with an exponent of 4 or more digits (|e| >=
 # 1000: numeric's bounds are about |e| > 16000 today, older servers refused |e| > 1000) or a run of
 # thousands of digits; those, and very long texts, are tested here in C (bytes.translate, substring
@@ -182,9 +183,32 @@ _BIG_EXPONENT = re.compile(r"(?:^|[\[:,])\s*-?\d+(?:\.\d+)?[eE][-+]?\d{4}")
 _PLAIN_LIMIT = 1 << 26  # jsonb's limits (2^28 bytes per string or container) are far above this
 
 
+_ANY_ESCAPE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|.)", re.S)
+
+
+def lone_surrogate(text: str) -> bool:
+    """Does the text hold a surrogate escape that is not one half of a high-low pair written back to back
+    (which jsonb refuses)? Escapes are read left to right, so an escaped backslash is never taken for one."""
+    high_end = -1  # where the last high surrogate escape ended, while it waits for its low half
+    for m in _ANY_ESCAPE.finditer(text):
+        code = int(m.group(1), 16) if m.group(1) else -1
+        low = 0xDC00 <= code <= 0xDFFF
+        if high_end >= 0:
+            if not low or m.start() != high_end:
+                return True
+            high_end = -1
+        elif low:
+            return True
+        elif 0xD800 <= code <= 0xDBFF:
+            high_end = m.end()
+    return high_end >= 0
+
+
 def may_be_refused(text: str) -> bool:
-    """For a text the copier's SQLite-side test passed (json_valid, no NUL byte, no "\\u"): False when jsonb
-    surely takes it, True when it needs the exact check (ValueError when it is not even UTF-8)."""
+    """For a text the copier's SQLite-side test passed (json_valid, no NUL byte, no "\\u0000"): False when
+    jsonb surely takes it, True when it needs the exact check (ValueError when it is not even UTF-8)."""
+    if "\\u" in text and ("\\ud" in text or "\\uD" in text) and lone_surrogate(text):
+        return True
     if len(text) > _PIECE:
         return _long_may_be_refused(text)
     raw = text.encode("utf-8")
@@ -219,10 +243,12 @@ def sent_text(text: str, oracle: Oracle | None = None) -> str:
     """The text as sent (the checksum covers exactly these bytes), after making sure jsonb takes it:
     ValueError (JsonRefused, UnicodeEncodeError) when it would not. Only for texts as may_be_refused says."""
     if may_be_refused(text):
-        if isinstance(oracle, JsonOracle) and len(text) > _PIECE:
-            oracle.accepts(text)  # PostgreSQL parses a long text in far less memory than Python's json
-        else:
+        if len(text) <= _PIECE:
             jsonb_loadable(text, oracle).encode("utf-8")
+        elif isinstance(oracle, JsonOracle):
+            oracle.accepts(text)  # PostgreSQL parses a long text in far less memory than Python's json
+        else:  # a worker process: the main one, which has the oracle, takes the row
+            raise Undecided("a long text that may be refused is checked by PostgreSQL")
     return text
 
 

@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import Any
 
 from .convert import Converter, binary_copy_types
+from .pgbinary import ENCODABLE, SIGNATURE, TRAILER
 from .target import Column, quote
 from .verify import Digest, server_digest
 
@@ -58,7 +59,12 @@ class TableLoader:
         self._copy_cm: Any = None
         self._chunk: list[Sequence[Any]] = []
         self._chunk_bytes = 0
-        self._queue: queue.Queue[list[Sequence[Any]] | None] = queue.Queue(maxsize=CHUNKS_AHEAD)
+        self._queue: queue.Queue[list[Sequence[Any]] | bytes | bytearray | None] = queue.Queue(maxsize=CHUNKS_AHEAD)
+        self.staged_columns = tuple(
+            replace(c, type="text", oid=TEXT_OID) if i in self.json else c for i, c in enumerate(self.columns)
+        )
+        # The staged columns' types when the rows may come ready as binary COPY data (pgbinary.py).
+        self.wire_oids: tuple[int, ...] | None = None
         self._thread: threading.Thread | None = None
         self._failed: BaseException | None = None
         self._stop = False
@@ -70,6 +76,9 @@ class TableLoader:
             return write_row
         self._create_stage()
         self.staged = Digest(0, 0)
+        oids = binary_copy_types(self.conn.cursor().adapters, self.staged_columns, self.conn.info.encoding)
+        if oids is not None and all(o in ENCODABLE for o in oids):
+            self.wire_oids = tuple(oids)
         self._thread = threading.Thread(target=self._load, name=f"agor-db copy {self.table}", daemon=True)
         self._thread.start()
         return self._add
@@ -101,7 +110,14 @@ class TableLoader:
             self._put(self._chunk)
             self._chunk, self._chunk_bytes = [], 0
 
-    def _put(self, chunk: list[Sequence[Any]] | None) -> None:
+    def add_encoded(self, data: bytes | bytearray) -> None:
+        """Rows ready as binary COPY data for the stage (``wire_oids``), after the rows added before them."""
+        if self._chunk:
+            self._put(self._chunk)
+            self._chunk, self._chunk_bytes = [], 0
+        self._put(data)
+
+    def _put(self, chunk: list[Sequence[Any]] | bytes | bytearray | None) -> None:
         while True:
             if self._failed is not None and chunk is not None:
                 raise self._failed
@@ -130,15 +146,17 @@ class TableLoader:
             while self._queue.get() is not None:
                 pass
 
-    def _load_chunk(self, chunk: list[Sequence[Any]]) -> None:
+    def _load_chunk(self, chunk: list[Sequence[Any]] | bytes | bytearray) -> None:
         """COPY the chunk into the stage, checksum what arrived, store the server's parse of it, empty the stage."""
-        staged = tuple(
-            replace(c, type="text", oid=TEXT_OID) if i in self.json else c for i, c in enumerate(self.columns)
-        )
-        copy = self._start_copy(STAGE, staged, None)
+        copy = self._start_copy(STAGE, self.staged_columns, None)
         try:
-            for row in chunk:
-                copy.write_row(row)
+            if isinstance(chunk, list):
+                for row in chunk:
+                    copy.write_row(row)
+            else:
+                copy.write(SIGNATURE)
+                copy.write(chunk)
+                copy.write(TRAILER)
         except BaseException as exc:
             self._copy_cm.__exit__(type(exc), exc, exc.__traceback__)
             raise

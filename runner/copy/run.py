@@ -29,9 +29,11 @@ from ..core import interrupts
 from ..core.errors import AgorDbError, DatabaseError, DatabaseUnavailable, UsageError
 from ..core.plan import make_plan
 from ..core.urls import DatabaseUrl, redact
+from . import parallel
 from .convert import Bytes, Converter, Issue, Policies, converter_for, shorten
 from .json import JsonOracle
 from .load import TableLoader
+from .parallel import RangeDone, RangeTask, SnapshotWatch, Workers, split, worker_count
 from .scan import Report, duplicate_sql, key_text, orphan_sql, row_ident_sql, unique_keys_to_check
 from .target import RUNS_TABLE, Pair, Table, match, quote, read_source, read_target
 from .verify import Digest, RowHasher, server_digest
@@ -91,6 +93,7 @@ class CopyOptions:
     truncate: bool = False
     policies: Policies = field(default_factory=Policies)
     lock_timeout: float = 60.0
+    workers: int | None = None  # processes for large tables (parallel.py); None: $AGOR_DB_COPY_WORKERS, else the cores
 
 
 class Progress:
@@ -121,6 +124,7 @@ class TableResult:
     target_digest: Digest | None = None
     staged_digest: Digest | None = None  # the server's checksum of the rows it received (load.py)
     stored_rows: int = 0  # how many of them it stored
+    worker_rows: int = 0  # rows read, tested and hashed by worker processes (parallel.py)
 
 
 @dataclass
@@ -379,6 +383,9 @@ class Copier:
         self.oracle = JsonOracle(lambda: _connect(dst))
         self.doing = ""  # what the copy is doing on the target, for the message when PostgreSQL refuses
         self.target: Any = None  # the target's PostgresDriver while copying (not with --check)
+        self.worker_count = 1
+        self.workers: Workers | None = None  # set for a writing copy with more than one worker
+        self.watch: SnapshotWatch | None = None
 
     def run(self) -> CopyResult:
         from ..core import migrate as core
@@ -387,6 +394,7 @@ class Copier:
         started = time.perf_counter()
         if self.dst.dialect != "postgres":
             raise UsageError(f"--to must be a PostgreSQL URL, got {self.dst.display}")
+        self.worker_count = worker_count(self.options.workers)  # a bad value stops here, before any work
         newest = check_source(self.src, self.root)
         if self.options.check:
             conn = connect(self.dst)
@@ -414,7 +422,8 @@ class Copier:
                 driver.close()
                 raise
         self.result.phases["prepare"] = time.perf_counter() - started
-        src = open_snapshot(self.src, newest)
+        close_target = driver.close if driver is not None else conn.close
+        src = self._open_source(newest, close_target)
         try:
             pairs = match(target, read_source(src))
             for p in pairs:
@@ -423,18 +432,64 @@ class Copier:
             if self.options.check:
                 self._pass(src, None, pairs)
             else:
+                self._early_workers(src, pairs)
                 self._copy(src, conn, pairs)
         except KeyboardInterrupt as exc:
             raise CopyInterrupted(exc) from None
         finally:
+            self._stop_workers()
             src.close()
             self.oracle.close()
-            if driver is not None:
-                driver.close()
-            else:
-                conn.close()
+            close_target()
         self.result.seconds = time.perf_counter() - started
         return self.result
+
+    def _open_source(self, newest: int, close_target: Any) -> Any:
+        """The main snapshot, after the watch the workers need (parallel.SnapshotWatch: made before it)."""
+        try:
+            self._start_workers()
+            return open_snapshot(self.src, newest)
+        except BaseException:
+            self._stop_workers()
+            close_target()
+            raise
+
+    def _start_workers(self) -> None:
+        """Worker processes for a writing copy (started when a large table first needs them), and the watch
+        that tells whether their snapshots are the main one's: made before the main snapshot begins."""
+        if self.worker_count > 1 and not self.options.check:
+            assert self.src.path is not None
+            self.watch = SnapshotWatch(str(self.src.path))
+            self.workers = Workers(str(self.src.path), self.worker_count)
+
+    def _early_workers(self, src: Any, pairs: list[Pair]) -> None:
+        """Start the workers now when a table will need them: they start up while the small tables go."""
+        if self.workers is None:
+            return
+        for p in pairs:
+            if p.source is not None and p.source.has_rowid:
+                lo, hi = src.execute(f"SELECT min(rowid), max(rowid) FROM {quote(p.source.name)}").fetchone()
+                if lo is not None and hi - lo + 1 >= parallel.MIN_ROWS:
+                    self.progress.phase(f"starting {self.workers.count} worker processes for the large tables")
+                    self.workers.start()
+                    return
+
+    def _stop_workers(self) -> None:
+        if self.workers is not None:
+            self.workers.close()
+            self.workers = None
+        if self.watch is not None:
+            self.watch.close()
+            self.watch = None
+
+    def _snapshot_moved(self) -> bool:
+        """A commit reached the source during a pass that used workers: their rows may not be the main
+        snapshot's. The pass is then done again without them."""
+        if self.watch is None or not self.watch.changed():
+            return False
+        self._stop_workers()
+        self.progress.phase("the source changed during the copy: copying again without worker processes")
+        return True
 
     # -- target state ---------------------------------------------------------------------------
 
@@ -634,11 +689,14 @@ class Copier:
                 try:
                     with conn.transaction():  # a savepoint
                         self._pass_once(src, conn, pairs)
+                        if self._snapshot_moved():
+                            raise _Again(True)
                         if self._dropped_behind(pairs, known):
                             raise _Again
                     return
-                except _Again:
-                    pass
+                except _Again as again:
+                    if again.args:  # the same pass again: what this one found may rest on other rows
+                        continue
             known = {t: {c: set(k) for c, k in d.items()} for t, d in self.dropped.items()}
 
     def _reset(self, known: dict[str, dict[tuple[str, ...], set[tuple[Any, ...]]]]) -> None:
@@ -917,19 +975,21 @@ class TablePass:
         self.lost = any(fk.ref_columns in copier.dropped.get(fk.ref_table, {}) for fk in self.fks)
         self.hasher = RowHasher(self.convs, copier.oracle, json_as_sent=True)
         self.write_row: Any = None
+        self.loader: TableLoader | None = None
         self.writing = copier.writing and copier.report.ok  # changes only when convert reports a problem
-        self.seen = self.copied = 0
+        self.seen = self.copied = self.total = 0
         self.last = ROWID_MIN
 
     def run(self, conn: Any) -> None:
         name, result = self.pair.target.name, self.result
-        total = int(self.src.execute(f"SELECT count(*) FROM {quote(self.source.name)}").fetchone()[0])
+        total = self.total = int(self.src.execute(f"SELECT count(*) FROM {quote(self.source.name)}").fetchone()[0])
         self.copier.progress.table_start(name, total)
         started = time.perf_counter()
         if self.copier.writing and conn is not None:
-            loader = TableLoader(conn, name, self.pair.columns, self.convs)
+            loader = self.loader = TableLoader(conn, name, self.pair.columns, self.convs)
             with loader as self.write_row:
                 self._rows()
+            self.loader = None
             result.staged_digest, result.stored_rows = loader.staged, loader.inserted
         else:
             self._rows()
@@ -941,22 +1001,83 @@ class TablePass:
         self.copier.progress.table_done(name, self.seen, result.seconds)
 
     def _rows(self) -> None:
-        for row in self.read():
+        ranges = self._ranges()
+        if ranges is None:
+            self._exact()
+            return
+        for done in ranges:
+            if not done.clean or not self.examine_range(done):
+                self._exact(done.hi)  # the range again, row by row, in order
+            else:
+                self._take(done)
+
+    def _exact(self, upto: int | None = None) -> None:
+        for row in self.read(upto):
             values = row[1:-1] if self.examine(row) else None
             if values is None or not self.hash(values):
                 values = self.convert(row)
             if values is not None:
                 self.write(values)
 
-    def read(self) -> Iterator[tuple[Any, ...]]:
-        """(row ident, values..., flag) for every row; rows apsw cannot decode are read again as bytes."""
-        c, src, source = self.copier, self.src, self.source
-        query = (
-            f"SELECT {self.ident}, {', '.join(quote(n) for n in self.names)}, ({self.flag}) FROM {quote(source.name)} "
-            + ("WHERE rowid > ? " if source.has_rowid else "")
+    def _query(self, upto: bool) -> str:
+        return (
+            f"SELECT {self.ident}, {', '.join(quote(n) for n in self.names)}, ({self.flag}) "
+            f"FROM {quote(self.source.name)} "
+            + ("WHERE rowid > ? " if self.source.has_rowid else "")
+            + ("AND rowid <= ? " if upto else "")
             + f"ORDER BY {self.order}"
         )
+
+    def _ranges(self) -> Iterator[RangeDone] | None:
+        """The table's rows read, tested and hashed by the worker processes, range by range in rowid order;
+        None for the single path (no workers, a small or WITHOUT ROWID table, rows a policy drops by rowid)."""
+        workers = self.copier.workers
+        if workers is None or not self.source.has_rowid or self.drop_rowids or self.loader is None:
+            return None
+        rows = self.total
+        if rows < parallel.MIN_ROWS:
+            return None
+        table = quote(self.source.name)
+        lo, hi = self.src.execute(f"SELECT min(rowid), max(rowid) FROM {table}").fetchone()
+        size = " + ".join(f"coalesce(length(CAST({quote(n)} AS BLOB)), 0)" for n in self.names)
+        (row_bytes,) = self.src.execute(f"SELECT avg({size}) FROM (SELECT * FROM {table} LIMIT 1000)").fetchone()
+        query = self._query(upto=True)
+        oids = self.loader.wire_oids
+        per_range = parallel.rows_per_range(row_bytes or 0.0)
+        tasks = (RangeTask(query, self.convs, a, b, oids) for a, b in split(lo, hi, rows, per_range))
+        return workers.run(self.pair.target.name, tasks)
+
+    def examine_range(self, done: RangeDone) -> bool:
+        """True when a worker's clean range can go as it is: no policy drop makes its rows need the exact path."""
+        return not (self.lost and self.copier.drop_count)
+
+    def _take(self, done: RangeDone) -> None:
+        """A clean range from a worker: its digests summed, its values written, as the single path would."""
+        before = self.seen
+        self.seen += done.rows
+        self.last = done.hi
+        self.hasher.merge(done.rows, done.total)
+        self.result.worker_rows += done.rows
+        if self.writing:
+            assert self.loader is not None
+            if done.data is not None:
+                self.loader.add_encoded(done.data)
+            else:
+                write_row = self.write_row
+                for values in done.values or ():
+                    write_row(values)
+            self.copied += done.rows
+        if self.seen // PROGRESS_EVERY != before // PROGRESS_EVERY:
+            self.copier.progress.table_rows(self.pair.target.name, self.seen)
+
+    def read(self, upto: int | None = None) -> Iterator[tuple[Any, ...]]:
+        """(row ident, values..., flag) for every row after ``self.last`` (up to rowid ``upto``); rows apsw
+        cannot decode are read again as bytes."""
+        c, src, source = self.copier, self.src, self.source
+        query = self._query(upto is not None)
         params: tuple[Any, ...] = (self.last,) if source.has_rowid else ()
+        if upto is not None:
+            params = (self.last, upto)
         while True:
             try:
                 for row in src.execute(query, params):
@@ -972,7 +1093,7 @@ class TablePass:
                 raw = c._raw_row(src, source.name, self.names, self.flag, self.last)
                 self._count(raw)
                 yield raw
-                params = (self.last,)
+                params = (self.last,) if upto is None else (self.last, upto)
 
     def _count(self, row: tuple[Any, ...]) -> None:
         self.seen += 1

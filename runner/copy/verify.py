@@ -69,6 +69,11 @@ class RowHasher:
             h.update(b"\x00")
         return h.digest()
 
+    def merge(self, rows: int, total: int) -> None:
+        """Rows hashed elsewhere (a worker process, parallel.py): the sums add up in any order."""
+        self.rows += rows
+        self.total += total
+
     def digest(self) -> Digest:
         return Digest(self.rows, self.total)
 

@@ -1,0 +1,301 @@
+"""agor-db copy with worker processes (copy/parallel.py): the same rows on the server, byte for byte, as the
+single path; flagged rows in a worker's range handled exactly as before; a dead or refusing worker and a
+source written to during the copy handled without a wrong or half-written target."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import apsw
+import psycopg
+import pytest
+from conftest import REPO, run_cli
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agor_db.copy import parallel
+from agor_db.copy.convert import Policies, converter_for
+from agor_db.copy.json import sent_text
+from agor_db.copy.pgbinary import encoder, hashing_encoder
+from agor_db.copy.target import Column
+from agor_db.copy.verify import RowHasher
+from agor_db.copy.parallel import RangeTask, WorkerFailed, Workers
+from agor_db.copy.scan import BadData
+from agor_db.copy.run import Copier, CopyOptions, CopyResult, Progress
+from agor_db.core.errors import AgorDbError
+from agor_db.core.source import bundled_sql_root
+from agor_db.core.urls import parse_url
+
+MESSAGES = 3000
+T = 1_762_030_000_000
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        import gen_agor_db
+    finally:
+        sys.path.pop(0)
+    path = tmp_path_factory.mktemp("parallel") / "gen.db"
+    gen_agor_db.generate(path, messages=MESSAGES, huge=1, shape="small")
+    return path
+
+
+@pytest.fixture
+def source(generated: Path, tmp_path: Path) -> Path:
+    path = tmp_path / "src.db"
+    src, dst = apsw.Connection(str(generated)), apsw.Connection(str(path))
+    with dst.backup("main", src, "main") as b:
+        b.step()
+    src.close()
+    dst.close()
+    apsw.Connection(str(path)).execute("PRAGMA journal_mode = WAL")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def small_ranges(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ranges of 200 rows for tables of 500 rows or more: the test data goes through the workers."""
+    monkeypatch.setattr(parallel, "MIN_ROWS", 500)
+    monkeypatch.setattr(parallel, "RANGE_ROWS", 200)
+
+
+def copier(src: Path, url: str, workers: int, progress: Progress | None = None, **policies: str) -> Copier:
+    options = CopyOptions(truncate=True, workers=workers, policies=Policies(**policies))  # type: ignore[arg-type]
+    return Copier(parse_url(str(src)), parse_url(url), bundled_sql_root(), options, progress or Progress())
+
+
+def run(c: Copier) -> tuple[CopyResult, AgorDbError | None]:
+    try:
+        return c.run(), None
+    except AgorDbError as exc:
+        return c.result, exc
+
+
+def server_rows(url: str) -> dict[str, list[tuple[str, str]]]:
+    """Every copied table's rows as PostgreSQL stores them: (ctid, the row's text), in physical order."""
+    with psycopg.connect(url) as conn:
+        tables = [
+            r[0]
+            for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
+            if r[0] not in ("agor_migrations", "agor_copy_runs")
+        ]
+        return {t: conn.execute(f'SELECT ctid::text, t::text FROM "{t}" t ORDER BY ctid').fetchall() for t in tables}
+
+
+def report_of(result: CopyResult) -> tuple[Any, ...]:
+    r = result.report
+    return (
+        {k: sorted(map(repr, g.items)) for k, g in r.problems.items()},
+        {k: sorted(map(repr, g.items)) for k, g in r.changes.items()},
+    )
+
+
+def worker_rows(result: CopyResult) -> int:
+    return sum(t.worker_rows for t in result.tables)
+
+
+def test_workers_store_what_the_single_path_stores(source, pg_db):
+    single, err = run(copier(source, pg_db, 1))
+    assert err is None and worker_rows(single) == 0
+    expected = server_rows(pg_db)
+    par, err = run(copier(source, pg_db, 2))  # --truncate: the same target again
+    assert err is None
+    messages = next(t for t in par.tables if t.name == "messages")
+    assert messages.worker_rows == messages.copied_rows == MESSAGES  # every message went through a worker
+    assert server_rows(pg_db) == expected
+    assert par.source_checksum == single.source_checksum
+    assert [(t.name, t.source_digest, t.target_digest) for t in par.tables] == [
+        (t.name, t.source_digest, t.target_digest) for t in single.tables
+    ]
+
+
+def _spoil(path: Path) -> None:
+    """Rows the SQLite-side tests flag, in the middle of worker ranges."""
+    with apsw.Connection(str(path)) as c:
+        c.execute("UPDATE messages SET data = '{\"a\": ' WHERE rowid = 701")  # invalid JSON
+        c.execute("UPDATE messages SET session_id = 'no-such-session' WHERE rowid = 1502")  # orphan
+        c.execute("UPDATE messages SET data = '{\"n\": 1e9999999}' WHERE rowid = 2203")  # jsonb refuses the number
+        c.execute("UPDATE messages SET role = 'us' || char(0) || 'er' WHERE rowid = 2604")  # NUL in text
+
+
+@pytest.mark.parametrize(
+    ("policies", "refused"),
+    [
+        ({}, 4),
+        ({"invalid_json": "drop", "nul": "strip"}, 1),  # the orphan still refused
+        ({"invalid_json": "drop", "nul": "strip", "orphans": "drop"}, 0),
+    ],
+    ids=["refused", "orphan-refused", "all-dropped-or-stripped"],
+)
+def test_flagged_rows_in_worker_ranges_handled_as_before(source, pg_db, policies, refused):
+    _spoil(source)
+    single, single_err = run(copier(source, pg_db, 1, **policies))
+    expected = server_rows(pg_db)
+    par, par_err = run(copier(source, pg_db, 2, **policies))
+    assert (str(par_err), report_of(par)) == (str(single_err), report_of(single))
+    assert server_rows(pg_db) == expected
+    assert 0 < worker_rows(par) < MESSAGES  # clean ranges from the workers, the spoiled ones redone in order
+    assert par.report.problem_count == refused
+    if refused:
+        assert isinstance(par_err, BadData)
+        assert all(not rows for rows in expected.values())  # refused: nothing was kept
+    else:
+        assert par_err is None and par.source_checksum == single.source_checksum
+        assert par.report.change_count == 4 and len(expected["messages"]) == MESSAGES - 3
+
+
+class _KillWorker(Progress):
+    """Kills worker 0 (SIGKILL) once the first rows have come from the workers."""
+
+    copier: Copier | None = None
+
+    def table_rows(self, table: str, done: int) -> None:
+        assert self.copier is not None
+        if table == "messages" and self.copier.workers is not None and self.copier.workers._procs:
+            proc = self.copier.workers._procs[0]
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def test_dead_worker_rolls_everything_back(source, pg_db):
+    progress = _KillWorker()
+    c = progress.copier = copier(source, pg_db, 2, progress)
+    _, err = run(c)
+    assert isinstance(err, WorkerFailed)
+    assert "copy worker 0 died (exit code -9) while reading rowids" in err.message
+    assert "the copy was rolled back, the target is unchanged" in err.message
+    assert all(not rows for rows in server_rows(pg_db).values())
+    with psycopg.connect(pg_db) as conn:
+        assert conn.execute("SELECT to_regclass('agor_copy_runs')").fetchone()[0] is None
+        assert conn.execute("SELECT to_regclass('messages_session_index_idx') IS NOT NULL").fetchone()[0]
+
+
+class _MoveSource(Progress):
+    """Takes the source file away once the main process has it open: the workers cannot open it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def phase(self, text: str) -> None:
+        if text.startswith("starting 2 worker processes") and self.path.exists():
+            for suffix in ("", "-wal", "-shm"):
+                p = Path(str(self.path) + suffix)
+                if p.exists():
+                    p.rename(str(p) + ".moved")
+
+
+def test_worker_that_cannot_read_the_source_rolls_everything_back(source, pg_db):
+    _, err = run(copier(source, pg_db, 2, _MoveSource(source)))
+    assert isinstance(err, WorkerFailed)
+    assert "failed: cannot read the source" in err.message and "the target is unchanged" in err.message
+    assert all(not rows for rows in server_rows(pg_db).values())
+
+
+def test_workers_refuse_a_missing_file_with_a_clear_error(tmp_path):
+    workers = Workers(str(tmp_path / "absent.db"), 1)
+    try:
+        with pytest.raises(WorkerFailed, match="copy worker 0 of table t failed: cannot read the source"):
+            list(workers.run("t", [RangeTask("SELECT 1", (), 0, 1)]))
+    finally:
+        workers.close()
+
+
+class _WriteSource(Progress):
+    """Commits a change to the source (WAL: the main snapshot does not see it) before the workers start."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.written = path, False
+        self.phases: list[str] = []
+
+    def phase(self, text: str) -> None:
+        self.phases.append(text)
+
+    def table_start(self, table: str, total: int) -> None:
+        if table == "messages" and not self.written:
+            self.written = True
+            with apsw.Connection(str(self.path)) as c:
+                c.execute("UPDATE messages SET data = '{\"changed\": true}' WHERE rowid = 10")
+
+
+def test_source_written_during_the_copy_copies_the_snapshot(source, pg_db):
+    with apsw.Connection(str(source)) as c:
+        before = c.execute("SELECT message_id, data FROM messages WHERE rowid = 10").fetchone()
+    progress = _WriteSource(source)
+    result, err = run(copier(source, pg_db, 2, progress))
+    assert err is None
+    assert "the source changed during the copy: copying again without worker processes" in progress.phases
+    assert worker_rows(result) == 0  # the pass that counts was the single one
+    with psycopg.connect(pg_db) as conn:
+        stored = conn.execute("SELECT data::text FROM messages WHERE message_id = %s", (before[0],)).fetchone()[0]
+    assert "changed" not in stored  # the row as it was when the copy began
+
+
+@pytest.mark.parametrize("value", ["0", "many", "65"])
+def test_bad_worker_count_refused_before_anything(source, pg_db, value):
+    r = run_cli("copy", "--from", str(source), "--to", pg_db, env={"AGOR_DB_COPY_WORKERS": value})
+    assert r.code == 2, r.output
+    assert f"AGOR_DB_COPY_WORKERS={value if value != 'many' else repr(value)}" in r.stderr
+    with psycopg.connect(pg_db) as conn:  # not even migrated
+        assert conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()[0] == 0
+
+
+# -- the worker's one pass: binary COPY rows and their checksum terms ----------------------------------
+
+COLUMNS = (
+    Column("t", "text", None, False, False, 25),
+    Column("created_at", "bigint", None, False, False, 20),
+    Column("data", "jsonb", None, False, False, 3802),
+    Column("flag", "boolean", None, False, False, 16),
+    Column("blob", "bytea", None, False, False, 17),
+    Column("n", "integer", None, False, False, 23),
+    Column("s", "smallint", None, False, False, 21),
+)
+WIRE = (25, 20, 25, 16, 17, 23, 21)  # as staged: JSON as text
+CONVERTERS = tuple(converter_for(c, "t") for c in COLUMNS)
+ROWS = st.tuples(
+    st.one_of(st.none(), st.text()),
+    st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)),
+    st.one_of(st.none(), st.sampled_from(['{"a": "caf\\u00e9 \u2705"}', "[1.50, -0, 1e2]", '"\\ud83d\\ude80"'])),
+    st.one_of(st.none(), st.sampled_from([0, 1])),
+    st.one_of(st.none(), st.binary()),
+    st.one_of(st.none(), st.integers(-(2**31), 2**31 - 1)),
+    st.one_of(st.none(), st.integers(-(2**15), 2**15 - 1)),
+).filter(lambda r: r[0] is None or r[0].encode("utf-8", "surrogatepass").decode("utf-8", "ignore") == r[0])
+
+
+@settings(max_examples=300, deadline=None)
+@given(row=ROWS)
+def test_hashing_encoder_gives_rowhasher_checksum_and_encoder_bytes(row):
+    expected = RowHasher(CONVERTERS, None, json_as_sent=True)
+    expected.add(row)
+    plain, hashed = bytearray(), bytearray()
+    encoder(WIRE)(row, plain)
+    term = hashing_encoder(WIRE, tuple(c.family for c in CONVERTERS), sent_text, 1 << 20)(row, hashed)
+    assert term == expected.total and hashed == plain
+
+
+def test_worker_range_with_a_value_over_the_limit_hashes_it_in_chunks(tmp_path, monkeypatch):
+    """Rows with a value longer than verify.LONG (here made 100) take the hasher's chunked path in the
+    worker: the same checksum and COPY bytes as every other row's."""
+    path = tmp_path / "r.db"
+    src = apsw.Connection(str(path))
+    src.execute("CREATE TABLE r (t, created_at, data, flag, blob, n, s)")
+    rows = [("x" * (50 + 40 * i), T, '{"k": "' + "v" * (30 * i) + '"}', i % 2, b"\x00" * i, i, -i) for i in range(6)]
+    src.executemany("INSERT INTO r VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    monkeypatch.setattr(parallel, "LONG", 100)
+    names = ", ".join(c.name for c in COLUMNS)
+    task = RangeTask(f"SELECT rowid, {names}, 0 FROM r WHERE rowid > ? AND rowid <= ?", CONVERTERS, 0, 6, WIRE)
+    done = parallel._range(src, task, {})
+    expected = RowHasher(CONVERTERS, None, json_as_sent=True)
+    plain = bytearray()
+    for row in rows:
+        expected.add(row)
+        encoder(WIRE)(row, plain)
+    assert (done.rows, done.total, done.data) == (6, expected.total, plain)
