@@ -45,6 +45,10 @@ _KEYWORD_PAIR = re.compile(
     r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(?:'((?:[^'\\]|\\.)*)'|((?:[^\s'\\]|\\.)(?:[^\s\\]|\\.)*)?)(?=\s|$)"
 )
 _BARE_VALUE = re.compile(r"^[^\s'\\]+$")
+# A PostgreSQL URL that lost the ":" after its scheme (`postgresql//agor:pw@db/agor`) or the scheme
+# itself (`//agor:pw@db/agor`) has no scheme left and a "/", so it would pass for a SQLite path: its
+# password would be printed in "cannot create …" and could even become a directory or file name.
+_SCHEMELESS_URL = re.compile(r"^(?:(?:postgres(?:ql)?)//|//[^/]*@)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -261,6 +265,13 @@ def _keyword_string(text: str, source: str, env: Mapping[str, str]) -> DatabaseU
 def _plain_path(text: str, source: str) -> DatabaseUrl:
     """A string without scheme is a SQLite file only if it exists, has a directory part or a SQLite suffix."""
     expanded = os.path.expanduser(text)
+    if _SCHEMELESS_URL.match(text) and not os.path.exists(expanded):
+        meant = redact_url("postgresql://" + text.split("//", 1)[1])
+        raise UrlError(
+            f"the database from {source} looks like a PostgreSQL URL without its scheme's ':' "
+            f"(did you mean {meant}?); it is not used as a SQLite path",
+            hint="write postgresql://user:password@host:5432/dbname (with '://')",
+        )
     looks_like_path = (
         "/" in text or text.startswith("~") or text.lower().endswith(SQLITE_SUFFIXES) or os.path.isfile(expanded)
     )
