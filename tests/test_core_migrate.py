@@ -371,6 +371,17 @@ def test_status_of_a_missing_sqlite_file_says_so_and_creates_nothing(tmp_path: P
     assert not db.exists() and list(tmp_path.iterdir()) == []
 
 
+def test_status_of_a_file_in_a_missing_directory_does_not_promise_migrate_creates_it(tmp_path: Path) -> None:
+    db = tmp_path / "no-such-dir" / "agor.db"
+    r = run_cli("status", "-d", str(db))
+    assert r.code == 0, r.output
+    said = f"{db} does not exist yet, nor does its directory {db.parent}: `agor-db migrate` creates the file, not"
+    assert said in r.stderr
+    assert "creates it and applies everything" not in r.stderr
+    assert list(tmp_path.iterdir()) == []
+    assert run_cli("migrate", "-d", str(db)).code == 5  # as status said
+
+
 def test_unknown_option_is_a_usage_error() -> None:
     r = run_cli("migrate", "--no-such-flag")
     assert r.code == 2
