@@ -159,6 +159,7 @@ _TEXT_KEYWORD = re.compile(r"(?<!\S)(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s'\"]
 # quote, "=" or ":" (`invalid input syntax for type integer: "s3cret"`, `missing "=" after "s3cret"`),
 # and not glued to more of a word. Anywhere else it would only be a coincidence: with the password
 # `p` or `agor`, "attempt", "postgresql" and "agor-db" are ordinary words and stay as they are.
+_ALREADY_MASKED = re.compile(r"\*\*\*[:;,.)]?")
 _ECHO_BEFORE = "[\"'=:]"
 _ECHO_AFTER = "[A-Za-z0-9_\\-]"
 
@@ -167,7 +168,16 @@ def mask_passwords(text: str) -> str:
     """Mask every password field found by structure in free text: URLs, query strings, keyword strings."""
     text = _TEXT_USERINFO.sub(lambda m: f"{m.group(1)}***{m.group(3)}", text)
     text = _TEXT_QUERY.sub(lambda m: f"{m.group(1)}***" if m.group(2) else m.group(0), text)
-    return _TEXT_KEYWORD.sub(lambda m: f"{m.group(1)}***", text)
+    return _TEXT_KEYWORD.sub(_mask_keyword, text)
+
+
+def _mask_keyword(m: re.Match[str]) -> str:
+    # Our own masked display followed by the message's punctuation ("cannot connect to host=db
+    # password=***: …") is already masked: keep the ':' instead of taking it for part of the value.
+    # A password whose own text is "***:" is still caught by redact()'s known-secrets pass.
+    if _ALREADY_MASKED.fullmatch(m.group(2)):
+        return m.group(0)
+    return f"{m.group(1)}***"
 
 
 def redact(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
