@@ -318,6 +318,19 @@ def test_new_creates_a_pair_above_the_highest_version(sql_root: Path) -> None:
     assert r.code == 2 and "has no letters or digits" in r.stderr
 
 
+def test_new_takes_a_name_not_a_file_name(sql_root: Path) -> None:
+    """A user who types the file name they expect gets neither 0001_0001_add_tags.sql nor add_tags_sql."""
+    r = run_cli("new", "0011_add_tags", "--sql-dir", str(sql_root))
+    assert r.code == 2, r.output
+    assert "starts with a version number; agor-db new numbers the pair itself" in r.stderr
+    assert "hint: give only the name: agor-db new add_tags" in r.stderr
+    assert list(sql_root.rglob("*.sql")) == []
+    r = run_cli("new", "add_tags.sql", "--sql-dir", str(sql_root))
+    assert r.code == 0, r.output
+    made = sorted(str(p.relative_to(sql_root)) for d in ("sqlite", "postgres") for p in (sql_root / d).glob("*.sql"))
+    assert made == ["postgres/0000_add_tags.sql", "sqlite/0000_add_tags.sql"]
+
+
 def test_new_file_left_empty_is_refused_by_migrate(db: Db) -> None:
     assert run_cli("new", "todo", "--sql-dir", str(db.root)).code == 0
     r = db.run("migrate")
