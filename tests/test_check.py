@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ import pytest
 
 from agor_db.core.sqltext import blank_comments_and_strings
 from agor_db.schema.check import FolderFile, lint_dialect
-from conftest import REPO, run_cli
+from conftest import REPO, finish_cli, run_cli, spawn_cli
 
 SQL = REPO / "sql"
 
@@ -146,6 +148,34 @@ def test_check_lints_names_and_versions(tmp_path: Path, pg_db: str) -> None:
     assert "postgres/: version 0011 is used by 2 files: 0011_a.sql, 0011_b.sql" in problems
     assert "sqlite/: not applied because of the problems above" in problems
     assert "postgres/: not applied because of the problems above" in problems
+
+
+def _wait_until(what: str, found: Any, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not found():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def test_a_stop_while_check_drops_its_scratch_database_still_drops_it(pg_db: str, pg_admin_of: Any) -> None:
+    """SIGTERM cancels check's DROP DATABASE on the server; the scratch database must not stay behind."""
+    proc = spawn_cli(["check", "--database-url", pg_db, "--sql-dir", str(SQL)])
+    waiting_drop = (
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+        "AND query LIKE 'DROP DATABASE IF EXISTS \"agor_db_check_%'"
+    )
+    with pg_admin_of(pg_db) as holder, pg_admin_of(pg_db) as watcher:
+        _wait_until("the scratch database", lambda: scratch_databases(pg_admin_of, pg_db))
+        # DROP DATABASE needs ROW EXCLUSIVE on pg_database: held off, it is surely running when the signal lands
+        with holder.transaction():
+            holder.execute("LOCK TABLE pg_database IN SHARE MODE")
+            _wait_until("check's DROP DATABASE", lambda: watcher.execute(waiting_drop).fetchone()[0] == 1)
+            proc.send_signal(signal.SIGTERM)
+            time.sleep(1)  # the cancelled DROP has returned to agor-db by now
+        code, _out, err = finish_cli(proc)
+    assert code == 143, err
+    assert "terminated (SIGTERM)" in err
+    assert scratch_databases(pg_admin_of, pg_db) == []
 
 
 def test_check_needs_a_postgres_server(tmp_path: Path) -> None:

@@ -239,7 +239,9 @@ def test_to_version_and_unknown_version(db: Db) -> None:
     r = db.run("migrate", "--to", "0002")
     assert r.code == 0 and [row[0] for row in db.journal()] == [1, 2]
     r = db.run("migrate", "--to", "0007")
-    assert r.code == 2 and "--to 7: there is no migration with that version" in r.stderr
+    assert r.code == 2, r.output
+    said = f"--to 0007: the {db.dialect} folder has no migration with that version (it has 0001, 0002, 0003, 0004)"
+    assert said in r.stderr
     assert [row[0] for row in db.journal()] == [1, 2]
     assert db.run("migrate").code == 0 and [row[0] for row in db.journal()] == [1, 2, 3, 4]
 
@@ -316,6 +318,19 @@ def test_new_creates_a_pair_above_the_highest_version(sql_root: Path) -> None:
     assert r.code == 2 and "has no letters or digits" in r.stderr
 
 
+def test_new_takes_a_name_not_a_file_name(sql_root: Path) -> None:
+    """A user who types the file name they expect gets neither 0001_0001_add_tags.sql nor add_tags_sql."""
+    r = run_cli("new", "0011_add_tags", "--sql-dir", str(sql_root))
+    assert r.code == 2, r.output
+    assert "starts with a version number; agor-db new numbers the pair itself" in r.stderr
+    assert "hint: give only the name: agor-db new add_tags" in r.stderr
+    assert list(sql_root.rglob("*.sql")) == []
+    r = run_cli("new", "add_tags.sql", "--sql-dir", str(sql_root))
+    assert r.code == 0, r.output
+    made = sorted(str(p.relative_to(sql_root)) for d in ("sqlite", "postgres") for p in (sql_root / d).glob("*.sql"))
+    assert made == ["postgres/0000_add_tags.sql", "sqlite/0000_add_tags.sql"]
+
+
 def test_new_file_left_empty_is_refused_by_migrate(db: Db) -> None:
     assert run_cli("new", "todo", "--sql-dir", str(db.root)).code == 0
     r = db.run("migrate")
@@ -367,6 +382,17 @@ def test_status_of_a_missing_sqlite_file_says_so_and_creates_nothing(tmp_path: P
     assert f"{db} does not exist yet: `agor-db migrate` creates it" in r.stderr
     assert "0 applied" in r.stdout
     assert not db.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_status_of_a_file_in_a_missing_directory_does_not_promise_migrate_creates_it(tmp_path: Path) -> None:
+    db = tmp_path / "no-such-dir" / "agor.db"
+    r = run_cli("status", "-d", str(db))
+    assert r.code == 0, r.output
+    said = f"{db} does not exist yet, nor does its directory {db.parent}: `agor-db migrate` creates the file, not"
+    assert said in r.stderr
+    assert "creates it and applies everything" not in r.stderr
+    assert list(tmp_path.iterdir()) == []
+    assert run_cli("migrate", "-d", str(db)).code == 5  # as status said
 
 
 def test_unknown_option_is_a_usage_error() -> None:

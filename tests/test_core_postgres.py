@@ -50,6 +50,16 @@ def test_bad_conninfo_is_a_usage_error(sql_root: Path) -> None:
     assert "bogus_option" in r.stderr
 
 
+def test_an_unknown_to_version_is_named_as_written_with_what_the_folder_has(pg_db: str, pg_admin_of) -> None:  # type: ignore[no-untyped-def]
+    """`--to 0005` on PostgreSQL (whose folder starts at 0010): exit 2, nothing created, and the message
+    says 0005 (not "5") and which versions there are."""
+    r = run_cli("migrate", "-d", pg_db, "--to", "0005")
+    assert r.code == 2, r.output
+    assert "--to 0005: the postgres folder has no migration with that version (it has 0010)" in r.stderr
+    with pg_admin_of(pg_db) as conn:
+        assert conn.execute("SELECT to_regclass('agor_migrations')").fetchone() == (None,)
+
+
 def test_lock_timeout_names_the_holder(pg_db: str, sql_root: Path) -> None:
     write_migrations(sql_root, "postgres", {"0001_a.sql": "CREATE TABLE a (id INTEGER);\n"})
     with psycopg.connect(pg_db, autocommit=True, application_name="holder-app") as holder:

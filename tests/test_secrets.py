@@ -151,6 +151,19 @@ def test_keyword_conninfo_is_not_mistaken_for_a_printable_path(tmp_path: Path, s
     assert r.code != 0
 
 
+def test_a_keyword_string_is_shown_masked_and_the_message_keeps_its_colon(pg_server: PgServer, sql_root: Path) -> None:
+    """`cannot connect to host=… password=***: …`: the masking of the printed line took the ':' after
+    the masked display for part of the password and printed 'password=*** connection failed'."""
+    if not pg_server.host.startswith("/"):
+        pytest.skip("needs the suite's own PostgreSQL (on a Unix socket)")
+    _migrations(sql_root)
+    conninfo = f"host={pg_server.host} dbname=postgres user={pg_server.role} password='{WRONG_PASSWORD}'"
+    r = _clean(run_cli("migrate", "-d", conninfo, "--sql-dir", str(sql_root)))
+    assert r.code == 5, r.output
+    shown = f"host={pg_server.host} dbname=postgres user={pg_server.role} password=***"
+    assert f"error: cannot connect to {shown}: connection failed: " in r.stderr, r.stderr
+
+
 # -- redaction by structure: short and common passwords -------------------------------------------
 
 

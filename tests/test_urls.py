@@ -9,6 +9,7 @@ import pytest
 
 from agor_db.core.errors import UrlError
 from agor_db.core.urls import parse_url, public_names, redact, redact_url, resolve_url
+from conftest import TEST_PASSWORD, run_cli
 
 
 @pytest.mark.parametrize(
@@ -140,6 +141,25 @@ def test_what_makes_a_plain_string_a_path(tmp_path: Path, monkeypatch: pytest.Mo
     (tmp_path / "existing").write_bytes(b"")
     for raw in ("existing", "./agor", "data/agor", "agor.sqlite3", "a b.db", "./a=b.db"):
         assert parse_url(raw).path == tmp_path / raw.removeprefix("./")
+
+
+@pytest.mark.parametrize("typo", ["postgresql//", "postgres//", "PostgreSQL//", "//"])
+def test_a_url_that_lost_its_scheme_colon_is_refused_without_its_password(typo: str, tmp_path: Path) -> None:
+    """`postgresql//agor:pw@db/agor` has a "/" and no scheme: as a SQLite path its password was printed
+    ("cannot create …/agor:pw@db:5432/agor") and could become a file name."""
+    raw = f"{typo}agor:{quote(TEST_PASSWORD, safe='')}@db:5432/agor"
+    result = run_cli("migrate", "--database-url", raw, cwd=tmp_path)  # run_cli fails on a leaked password
+    assert result.code == 2, result.output
+    assert "looks like a PostgreSQL URL without its scheme's ':'" in result.stderr
+    assert "did you mean postgresql://agor:***@db:5432/agor?" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_path_merely_starting_like_that_stays_a_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "postgres").mkdir()
+    assert parse_url("postgres/agor.db").path == tmp_path / "postgres" / "agor.db"
+    assert parse_url("//var/lib/agor/agor.db").path == Path("//var/lib/agor/agor.db")
 
 
 def test_malformed_keyword_string_does_not_echo_it() -> None:

@@ -27,9 +27,20 @@ def make_plan(
     if newest_applied is not None and not allow_out_of_order:
         problems += [_out_of_order(m, newest_applied) for m in pending if m.version < newest_applied]
     if target is not None and target not in files:
-        problems.append(Problem("unknown_target", target, f"--to {target}: there is no migration with that version"))
+        problems.append(Problem("unknown_target", target, _unknown_target(dialect, target, sorted(files))))
     to_apply = tuple(m for m in pending if target is None or m.version <= target)
     return Plan(dialect, tuple(sorted(applied, key=lambda a: a.version)), pending, to_apply, tuple(problems))
+
+
+def _unknown_target(dialect: str, target: int, versions: list[int]) -> str:
+    """Name the version as the user wrote it and say what the folder has: sql/postgres starts at 0010."""
+    if not versions:
+        have = "none"
+    elif len(versions) <= 6:
+        have = ", ".join(f"{v:04d}" for v in versions)
+    else:
+        have = f"{len(versions)} migrations, {versions[0]:04d} to {versions[-1]:04d}"
+    return f"--to {target:04d}: the {dialect} folder has no migration with that version (it has {have})"
 
 
 def _drift(row: AppliedMigration, current: Migration | None) -> Problem | None:

@@ -45,6 +45,10 @@ _KEYWORD_PAIR = re.compile(
     r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(?:'((?:[^'\\]|\\.)*)'|((?:[^\s'\\]|\\.)(?:[^\s\\]|\\.)*)?)(?=\s|$)"
 )
 _BARE_VALUE = re.compile(r"^[^\s'\\]+$")
+# A PostgreSQL URL that lost the ":" after its scheme (`postgresql//agor:pw@db/agor`) or the scheme
+# itself (`//agor:pw@db/agor`) has no scheme left and a "/", so it would pass for a SQLite path: its
+# password would be printed in "cannot create …" and could even become a directory or file name.
+_SCHEMELESS_URL = re.compile(r"^(?:(?:postgres(?:ql)?)//|//[^/]*@)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,7 @@ _TEXT_KEYWORD = re.compile(r"(?<!\S)(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s'\"]
 # quote, "=" or ":" (`invalid input syntax for type integer: "s3cret"`, `missing "=" after "s3cret"`),
 # and not glued to more of a word. Anywhere else it would only be a coincidence: with the password
 # `p` or `agor`, "attempt", "postgresql" and "agor-db" are ordinary words and stay as they are.
+_ALREADY_MASKED = re.compile(r"\*\*\*[:;,.)]?")
 _ECHO_BEFORE = "[\"'=:]"
 _ECHO_AFTER = "[A-Za-z0-9_\\-]"
 
@@ -163,7 +168,16 @@ def mask_passwords(text: str) -> str:
     """Mask every password field found by structure in free text: URLs, query strings, keyword strings."""
     text = _TEXT_USERINFO.sub(lambda m: f"{m.group(1)}***{m.group(3)}", text)
     text = _TEXT_QUERY.sub(lambda m: f"{m.group(1)}***" if m.group(2) else m.group(0), text)
-    return _TEXT_KEYWORD.sub(lambda m: f"{m.group(1)}***", text)
+    return _TEXT_KEYWORD.sub(_mask_keyword, text)
+
+
+def _mask_keyword(m: re.Match[str]) -> str:
+    # Our own masked display followed by the message's punctuation ("cannot connect to host=db
+    # password=***: …") is already masked: keep the ':' instead of taking it for part of the value.
+    # A password whose own text is "***:" is still caught by redact()'s known-secrets pass.
+    if _ALREADY_MASKED.fullmatch(m.group(2)):
+        return m.group(0)
+    return f"{m.group(1)}***"
 
 
 def redact(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
@@ -261,6 +275,13 @@ def _keyword_string(text: str, source: str, env: Mapping[str, str]) -> DatabaseU
 def _plain_path(text: str, source: str) -> DatabaseUrl:
     """A string without scheme is a SQLite file only if it exists, has a directory part or a SQLite suffix."""
     expanded = os.path.expanduser(text)
+    if _SCHEMELESS_URL.match(text) and not os.path.exists(expanded):
+        meant = redact_url("postgresql://" + text.split("//", 1)[1])
+        raise UrlError(
+            f"the database from {source} looks like a PostgreSQL URL without its scheme's ':' "
+            f"(did you mean {meant}?); it is not used as a SQLite path",
+            hint="write postgresql://user:password@host:5432/dbname (with '://')",
+        )
     looks_like_path = (
         "/" in text or text.startswith("~") or text.lower().endswith(SQLITE_SUFFIXES) or os.path.isfile(expanded)
     )

@@ -48,6 +48,16 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _not_yet(path: Path) -> str:
+    """What status says of a missing file: migrate creates it, but not a missing directory too."""
+    if not path.parent.is_dir():
+        return (
+            f"{path} does not exist yet, nor does its directory {path.parent}: `agor-db migrate` creates "
+            "the file, not the directory (create it first, or fix the path)"
+        )
+    return f"{path} does not exist yet: `agor-db migrate` creates it and applies everything"
+
+
 class SqliteDriver:
     dialect = "sqlite"
 
@@ -62,7 +72,7 @@ class SqliteDriver:
         self.conn: apsw.Connection | None = None
         self.exists = url.is_memory or self.path.exists()
         if readonly and not self.exists:  # status / dry-run of a file that does not exist yet
-            self.warnings.append(f"{self.path} does not exist yet: `agor-db migrate` creates it and applies everything")
+            self.warnings.append(_not_yet(self.path))
             return
         if not url.is_memory:
             self._check_location()

@@ -25,9 +25,17 @@ HEADER = """\
 
 
 def slug(name: str) -> str:
-    cleaned = re.sub(r"[^A-Za-z0-9_\-]+", "_", name.strip()).strip("_-").lower()
+    stripped = name.strip()
+    stripped = stripped[: -len(".sql")] if stripped.lower().endswith(".sql") else stripped
+    cleaned = re.sub(r"[^A-Za-z0-9_\-]+", "_", stripped).strip("_-").lower()
     if not cleaned:
         raise UsageError(f"migration name {name!r} has no letters or digits", hint="e.g. agor-db new add_session_tags")
+    if re.match(r"\d+_", cleaned):
+        # "0011_add_tags" would become 0011_0011_add_tags.sql (or worse, another number than the one typed)
+        raise UsageError(
+            f"migration name {name!r} starts with a version number; agor-db new numbers the pair itself",
+            hint=f"give only the name: agor-db new {cleaned.split('_', 1)[1] or 'add_session_tags'}",
+        )
     return cleaned
 
 

@@ -59,6 +59,9 @@ def postgres_schema(server: DatabaseUrl, root: Path, kinds: Any, top: str = "") 
                 f"{redact(' '.join(str(exc).split()), server.secrets)}",
                 hint="check needs a role allowed to create databases (CREATEDB) on that server",
             ) from None
+        except KeyboardInterrupt:
+            _drop(admin, name)  # the server may have finished the CREATE before the cancel reached it
+            raise
         try:
             conninfo = make_conninfo(server.conninfo, dbname=name)
             scratch = replace(server, raw=conninfo, conninfo=conninfo, source="check")
@@ -69,6 +72,21 @@ def postgres_schema(server: DatabaseUrl, root: Path, kinds: Any, top: str = "") 
             finally:
                 conn.close()
         finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            _drop(admin, name)
     finally:
         admin.close()
+
+
+def _drop(admin: Any, name: str) -> None:
+    """Drop the scratch database, also when Ctrl-C or SIGTERM cancelled the first attempt.
+
+    A stop request that lands while the DROP runs cancels it on the server; without a second
+    attempt the scratch database would stay behind on the user's server. The SIGTERM handler
+    ignores further SIGTERMs, so the second attempt runs to its end.
+    """
+    drop = f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+    try:
+        admin.execute(drop)
+    except KeyboardInterrupt:
+        admin.execute(drop)
+        raise
