@@ -113,14 +113,20 @@ def test_non_empty_target_refused_then_truncate(fixture_copy, pg_db, tmp_path):
         conn.execute(
             "INSERT INTO users (user_id, created_at, email, password, data) VALUES ('u1', 1, 'a@b', 'x', '{}')"
         )
-    r = run_cli("copy", "--from", str(source), "--to", pg_db)
-    assert r.code == 1
-    assert "is not empty" in r.stderr and "users (1 rows)" in r.stderr and "--truncate" in r.stderr
+    for check in ([], ["--check"]):  # --check refuses what the copy would refuse
+        r = run_cli("copy", "--from", str(source), "--to", pg_db, *check)
+        assert r.code == 1, (check, r.output)
+        assert "is not empty" in r.stderr and "users (1 row)" in r.stderr and "--truncate" in r.stderr
     counts = pg_counts(pg_db)
     assert counts["users"] == 1 and counts["messages"] == 0
+    r = run_cli("copy", "--from", str(source), "--to", pg_db, "--truncate", "--check")
+    assert r.code == 0, r.output
+    assert pg_counts(pg_db)["users"] == 1
     r = run_cli("copy", "--from", str(source), "--to", pg_db, "--truncate")
     assert r.code == 0, r.output
     assert pg_counts(pg_db)["users"] == 3
+    r = run_cli("copy", "--from", str(source), "--to", pg_db, "--check")  # the same source: nothing to do
+    assert r.code == 0 and "nothing to do" in r.stdout, r.output
 
 
 def test_drizzle_era_source_refused_with_hint(fixture_copy, pg_db):

@@ -430,7 +430,8 @@ class Copier:
                 for c in p.columns:
                     converter_for(c, p.target.name)  # unsupported types stop here, before any work
             if self.options.check:
-                self._pass(src, None, pairs)
+                if not self._target_has_tables(conn, pairs) or not self._refuse_non_empty(conn, src, pairs):
+                    self._pass(src, None, pairs)
             else:
                 self._early_workers(src, pairs)
                 self._copy(src, conn, pairs)
@@ -514,6 +515,13 @@ class Copier:
             for r in rows
         ]
 
+    def _target_has_tables(self, conn: Any, pairs: list[Pair]) -> bool:
+        """For --check, which must refuse what the copy would: do the target's tables exist yet (a fresh
+        target is only migrated by the copy itself)?"""
+        names = [p.target.name for p in pairs]
+        sql = "SELECT bool_and(to_regclass(quote_ident(n)) IS NOT NULL) FROM unnest(%s::text[]) n"
+        return bool(conn.execute(sql, (names,)).fetchone()[0])
+
     def _refuse_non_empty(self, conn: Any, src: Any, pairs: list[Pair]) -> bool:
         """True when the target already holds a copy of exactly this source (nothing to do); raises when it
         holds anything else. "Exactly" is the whole-source checksum, computed by a scan that writes nothing."""
@@ -526,7 +534,7 @@ class Copier:
             return False
         runs = self._earlier_runs(conn)
         last = runs[-1] if runs else None
-        listing = ", ".join(f"{t} ({n} rows)" for t, n in sorted(filled.items()))
+        listing = ", ".join(f"{t} ({n} row{'' if n == 1 else 's'})" for t, n in sorted(filled.items()))
         hint = (
             "copy into an empty database, or add --truncate to empty these tables inside the copy's "
             "transaction first (the old rows are kept if anything fails)"
