@@ -56,7 +56,7 @@ def test_pg_no_server_on_tcp_port_times_out_with_exit_5(pg_server):
     r, took = _timed("wait", "-d", url, "--timeout", "2", "--interval", "0.1")
     assert r.code == 5, r.output
     assert "was not ready after 2s" in r.stderr
-    assert "Connection refused" in r.stderr  # the last error is shown
+    assert "Connection refused; Is the server running" in r.stderr  # the last error is shown, its lines kept apart
     assert "nothing accepted connections" in r.stderr  # and what it means
     assert "postgresql://agor_test:***@127.0.0.1" in r.stderr
     assert "attempt 1, " in r.stdout  # progress was printed

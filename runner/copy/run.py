@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core import interrupts
-from ..core.errors import AgorDbError, DatabaseError, DatabaseUnavailable, UsageError
+from ..core.errors import AgorDbError, DatabaseError, DatabaseUnavailable, UsageError, one_line
 from ..core.plan import make_plan
 from ..core.urls import DatabaseUrl, redact
 from . import parallel
@@ -268,7 +268,7 @@ def source_checksum(tables: list[TableResult]) -> str:
 def _pg_error(url: DatabaseUrl, exc: Exception, doing: str) -> AgorDbError:
     import psycopg
 
-    text = redact(" ".join(str(exc).split()), url.secrets)
+    text = redact(one_line(exc), url.secrets)
     if isinstance(exc, psycopg.OperationalError):
         return DatabaseUnavailable(
             f"the connection to {url.display} was lost while {doing}: {text}",

@@ -64,3 +64,10 @@ class MigrationFailed(AgorDbError):
 
 class DatabaseError(AgorDbError):
     """The database refused an operation outside a migration (journal, introspection, ...)."""
+
+
+def one_line(exc: BaseException | str) -> str:
+    """A driver's message on one line: libpq's lines ("Connection refused" / "Is the server running on
+    that host ...?") joined with "; " instead of running into each other."""
+    lines = (" ".join(line.split()) for line in str(exc).splitlines())
+    return "; ".join(line for line in lines if line)

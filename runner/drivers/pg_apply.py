@@ -33,7 +33,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import pq
 
-from ..core.errors import AgorDbError, DatabaseUnavailable, DriftError, LockTimeout, MigrationFailed
+from ..core.errors import AgorDbError, DatabaseUnavailable, DriftError, LockTimeout, MigrationFailed, one_line
 from ..core.models import AppliedMigration, How, Script
 from ..core.urls import redact
 from .base import controls_transaction, transaction_control_refused
@@ -319,7 +319,7 @@ class Applier:
     def _lost(
         self, script: Script, exc: Exception, i: int | None = None, transactional: bool | None = None
     ) -> AgorDbError:
-        text = redact(" ".join(str(exc).split()), self.d.url.secrets)
+        text = redact(one_line(exc), self.d.url.secrets)
         label = script.migration.label
         if script.transactional or transactional:
             kept = (

@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 from psycopg import errors as pg_errors
 
-from ..core.errors import AgorDbError, DatabaseError, DatabaseUnavailable, UrlError
+from ..core.errors import AgorDbError, DatabaseError, DatabaseUnavailable, UrlError, one_line
 from ..core.urls import DatabaseUrl, redact
 
 WATCHED_SETTINGS = (
@@ -102,7 +102,7 @@ class SessionFacts:
 
 
 def _one_line(url: DatabaseUrl, exc: BaseException) -> str:
-    return redact(" ".join(str(exc).split()), url.secrets)
+    return redact(one_line(exc), url.secrets)
 
 
 # -- connecting ---------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import sql
 
-from ..core.errors import AgorDbError, DatabaseError, DatabaseUnavailable, LockTimeout, UsageError
+from ..core.errors import AgorDbError, DatabaseError, DatabaseUnavailable, LockTimeout, UsageError, one_line
 from ..core.models import JOURNAL_TABLE, AppliedMigration, How, Migration, Script
 from ..core.urls import DatabaseUrl, redact
 from .base import statement_failed
@@ -147,7 +147,7 @@ class PostgresDriver:
             return cause
         return DatabaseUnavailable(
             f"the connection to {self.url.display} was lost while {doing}: "
-            f"{redact(' '.join(str(exc).split()), self.url.secrets)}",
+            f"{redact(one_line(exc), self.url.secrets)}",
             hint="the server rolled back whatever was in progress; run agor-db migrate again",
         )
 
@@ -227,7 +227,7 @@ class PostgresDriver:
             return self._lost(exc, doing)
         return session_cause(self.url, self.facts, exc, doing) or DatabaseError(
             f"PostgreSQL refused while {doing} in {self.url.display}: "
-            f"{redact(' '.join(str(exc).split()), self.url.secrets)}"
+            f"{redact(one_line(exc), self.url.secrets)}"
         )
 
     def journal_exists(self) -> bool:

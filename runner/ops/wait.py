@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ..core.errors import DatabaseUnavailable
+from ..core.errors import DatabaseUnavailable, one_line
 from ..core.urls import DEFAULT_SQLITE_PATH, DatabaseUrl, redact
 
 Cause = Literal["ready", "unreachable", "starting", "recovery", "standby", "auth", "no-database", "timeout", "unusable"]
@@ -133,7 +133,7 @@ def _probe_postgres(url: DatabaseUrl, remaining: float) -> Probe:
     try:
         row = conn.execute("SELECT pg_is_in_recovery(), current_setting('server_version')").fetchone()
     except psycopg.Error as exc:
-        text = redact(" ".join(str(exc).split()), url.secrets)
+        text = redact(one_line(exc), url.secrets)
         return Probe(False, text, classify_postgres_error(text))
     finally:
         conn.close()

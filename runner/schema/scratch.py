@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..core.errors import DatabaseError
+from ..core.errors import DatabaseError, one_line
 from ..core.urls import DatabaseUrl, parse_url, redact
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ def postgres_schema(server: DatabaseUrl, root: Path, kinds: Any, top: str = "") 
         except psycopg.Error as exc:
             raise DatabaseError(
                 f"cannot create a scratch database on {server.display}: "
-                f"{redact(' '.join(str(exc).split()), server.secrets)}",
+                f"{redact(one_line(exc), server.secrets)}",
                 hint="check needs a role allowed to create databases (CREATEDB) on that server",
             ) from None
         except KeyboardInterrupt:
