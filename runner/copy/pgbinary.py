@@ -40,17 +40,10 @@ def _field(i: int, oid: int) -> str:
     return f"    if {a} is None:\n        out += NULL\n    else:\n        {value}\n"
 
 
-def encoder(oids: tuple[int, ...]) -> Encoder:
-    """``encode(row, out)`` appends one row (values in column order) to ``out``; raises ValueError
-    (UnicodeEncodeError, struct.error) for a value with no such form."""
-    if not oids or not all(o in ENCODABLE for o in oids):
-        raise ValueError(f"no binary COPY form here for type oids {sorted(set(oids) - ENCODABLE)}")
-    names = ", ".join(f"a{i}" for i in range(len(oids)))
-    body = "".join(_field(i, o) for i, o in enumerate(oids))
-    # One generated function per table (from column positions and type oids only): this runs per row.
-    source = f"def encode(v, out):\n    {names}, = v\n    out += COUNT\n{body}"
-    env: dict[str, Any] = {
-        "COUNT": struct.pack(">h", len(oids)),
+def _env(columns: int) -> dict[str, Any]:
+    """The constants and packers the generated encoders use."""
+    return {
+        "COUNT": struct.pack(">h", columns),
         "NULL": struct.pack(">i", -1),
         "TRUE": b"\x00\x00\x00\x01\x01",
         "FALSE": b"\x00\x00\x00\x01\x00",
@@ -62,6 +55,18 @@ def encoder(oids: tuple[int, ...]) -> Encoder:
         "W4": struct.pack(">i", 4),
         "W2": struct.pack(">i", 2),
     }
+
+
+def encoder(oids: tuple[int, ...]) -> Encoder:
+    """``encode(row, out)`` appends one row (values in column order) to ``out``; raises ValueError
+    (UnicodeEncodeError, struct.error) for a value with no such form."""
+    if not oids or not all(o in ENCODABLE for o in oids):
+        raise ValueError(f"no binary COPY form here for type oids {sorted(set(oids) - ENCODABLE)}")
+    names = ", ".join(f"a{i}" for i in range(len(oids)))
+    body = "".join(_field(i, o) for i, o in enumerate(oids))
+    # One generated function per table (from column positions and type oids only): this runs per row.
+    source = f"def encode(v, out):\n    {names}, = v\n    out += COUNT\n{body}"
+    env = _env(len(oids))
     exec(source, env)
     fn: Encoder = env["encode"]
     return fn
@@ -119,18 +124,7 @@ def hashing_encoder(
         f"def encode(v, out):\n    {names}, = v\n{guard}    h = []\n    out += COUNT\n{body}"
         "    return FROM(MD5(b''.join(h)).digest()[:8], 'big', signed=True)\n"
     )
-    env: dict[str, Any] = {
-        "COUNT": struct.pack(">h", len(oids)),
-        "NULL": struct.pack(">i", -1),
-        "TRUE": b"\x00\x00\x00\x01\x01",
-        "FALSE": b"\x00\x00\x00\x01\x00",
-        "P4": struct.Struct(">i").pack,
-        "Pq": struct.Struct(">q").pack,
-        "Pi": struct.Struct(">i").pack,
-        "Ph": struct.Struct(">h").pack,
-        "W8": struct.pack(">i", 8),
-        "W4": struct.pack(">i", 4),
-        "W2": struct.pack(">i", 2),
+    env = _env(len(oids)) | {
         "O": b"\x01",
         "Z": b"\x00",
         "N": b"\x02",
