@@ -13,10 +13,11 @@ from __future__ import annotations
 import json
 import re
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from decimal import Decimal
+from functools import partial
 from operator import itemgetter
-from typing import Any
+from typing import Any, Protocol
 
 # numeric's limits (src/include/utils/numeric.h): at most 131072 digits before the decimal point and
 # 16383 after it. Checked on the parsed exponent, before any decimal expansion (``1e999999999``).
@@ -333,7 +334,7 @@ class JsonOracle:
             raise JsonRefused(self._last[2])
         return self._last[1]
 
-    def accepts(self, text: str) -> None:
+    def accepts(self, text: str | Pieces) -> None:
         """Raise JsonRefused unless jsonb takes ``text``, for texts of many megabytes: the text is streamed
         to the server in pieces (binary COPY into a temporary table of this one transaction, so nothing is
         left on a pooled connection) and parsed there; neither its encoded copy nor its parse is ever
@@ -342,14 +343,18 @@ class JsonOracle:
 
         if self._conn is None:
             self._conn = self._connect()
-        size = sum(len(text[i : i + _PIECE].encode("utf-8")) for i in range(0, len(text), _PIECE))
+        pieces: Callable[[], Iterator[bytes]]
+        if isinstance(text, str):
+            pieces, size = partial(_encoded_pieces, text), sum(len(p) for p in _encoded_pieces(text))
+        else:
+            pieces, size = text.pieces, text.size
         try:
             with self._conn.transaction():
                 self._conn.execute("CREATE TEMP TABLE agor_db_json_probe (t text) ON COMMIT DROP")
                 with self._conn.cursor().copy("COPY agor_db_json_probe (t) FROM STDIN (FORMAT BINARY)") as copy:
                     copy.write(_COPY_HEADER + struct.pack("!hi", 1, size))
-                    for i in range(0, len(text), _PIECE):
-                        copy.write(text[i : i + _PIECE].encode("utf-8"))
+                    for piece in pieces():
+                        copy.write(piece)
                     copy.write(struct.pack("!h", -1))
                 self._conn.execute("SELECT t::jsonb IS NULL FROM agor_db_json_probe")
         except psycopg.Error as exc:
@@ -361,6 +366,19 @@ class JsonOracle:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+class Pieces(Protocol):
+    """A text given as its UTF-8 bytes in pieces, ``size`` bytes in all (longtext.LongText)."""
+
+    size: int
+
+    def pieces(self) -> Iterator[bytes]: ...
+
+
+def _encoded_pieces(text: str) -> Iterator[bytes]:
+    for i in range(0, len(text), _PIECE):
+        yield text[i : i + _PIECE].encode("utf-8")
 
 
 def _why(exc: Any) -> str:

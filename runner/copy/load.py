@@ -17,14 +17,16 @@ releases the GIL while it waits on the server); a short queue keeps memory flat.
 from __future__ import annotations
 
 import queue
+import struct
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any
 
 from .convert import Converter, binary_copy_types
-from .pgbinary import ENCODABLE, SIGNATURE, TRAILER
+from .longtext import LongText
+from .pgbinary import ENCODABLE, SIGNATURE, TRAILER, Encoder, encoder
 from .target import Column, quote
 from .verify import Digest, server_digest
 
@@ -34,6 +36,29 @@ COPY_QUEUE = 64  # buffers of ~32 KB: the most a slower server can make the writ
 CHUNK_BYTES = 2 << 20  # JSON text per staged chunk: the stage stays within the server's temp_buffers
 CHUNK_ROWS = 20_000
 CHUNKS_AHEAD = 1  # chunks the main thread may have ready while the loader thread works on one
+
+
+PIECES_AHEAD = 4  # pieces of a long value (longtext.PIECE bytes each) on their way to the loader thread
+
+
+@dataclass(frozen=True)
+class _LongRow:
+    """One row whose long values follow as pieces (TableLoader._pieces), in order, each ended by None."""
+
+    frames: list[bytes | LongText]
+
+
+_Chunk = list[Sequence[Any]] | bytes | bytearray | _LongRow
+
+
+class _Stopped(Exception):
+    """The main thread stopped while the loader thread waited for a long value's next piece."""
+
+
+def _decoded(value: LongText) -> str:
+    text = value.whole()
+    assert isinstance(text, str)  # the hash checked it is UTF-8 before the row came here
+    return text
 
 
 def _writer(cur: Any) -> Any:
@@ -59,7 +84,9 @@ class TableLoader:
         self._copy_cm: Any = None
         self._chunk: list[Sequence[Any]] = []
         self._chunk_bytes = 0
-        self._queue: queue.Queue[list[Sequence[Any]] | bytes | bytearray | None] = queue.Queue(maxsize=CHUNKS_AHEAD)
+        self._queue: queue.Queue[_Chunk | None] = queue.Queue(maxsize=CHUNKS_AHEAD)
+        self._pieces: queue.Queue[bytes | None] = queue.Queue(maxsize=PIECES_AHEAD)
+        self._field_encoders: list[Encoder] | None = None
         self.staged_columns = tuple(
             replace(c, type="text", oid=TEXT_OID) if i in self.json else c for i, c in enumerate(self.columns)
         )
@@ -104,11 +131,53 @@ class TableLoader:
     # -- the main thread's side -------------------------------------------------------------------
 
     def _add(self, row: Sequence[Any]) -> None:
+        size = 0
+        for i in self.json:
+            if (value := row[i]) is not None:
+                if type(value) is LongText:
+                    self._add_long(row)
+                    return
+                size += len(value)
         self._chunk.append(row)
-        self._chunk_bytes += sum(len(row[i]) for i in self.json if row[i] is not None)
+        self._chunk_bytes += size
         if self._chunk_bytes >= CHUNK_BYTES or len(self._chunk) >= CHUNK_ROWS:
             self._put(self._chunk)
             self._chunk, self._chunk_bytes = [], 0
+
+    def _add_long(self, row: Sequence[Any]) -> None:
+        """A row with a long JSON value: sent alone, the value in pieces from the source to the COPY (the
+        loader thread writes them as they come), never whole here."""
+        if self.wire_oids is None:  # no binary form written here for some column: the value read whole
+            self._add(tuple(_decoded(v) if type(v) is LongText else v for v in row))
+            return
+        if self._chunk:
+            self._put(self._chunk)
+            self._chunk, self._chunk_bytes = [], 0
+        frames = self._frames(row)
+        self._put(_LongRow(frames))
+        for frame in frames:
+            if type(frame) is LongText:
+                for piece in frame.pieces():
+                    self._put_piece(piece)
+                self._put_piece(None)
+
+    def _frames(self, row: Sequence[Any]) -> list[bytes | LongText]:
+        """The row as binary COPY data, a LongText in place of each long value's bytes."""
+        assert self.wire_oids is not None
+        if self._field_encoders is None:
+            self._field_encoders = [encoder((oid,)) for oid in self.wire_oids]
+        frames: list[bytes | LongText] = []
+        out = bytearray(struct.pack(">h", len(row)))
+        for value, encode in zip(row, self._field_encoders, strict=True):
+            if type(value) is LongText:
+                frames += [bytes(out + struct.pack(">i", value.size)), value]
+                out = bytearray()
+            else:
+                field = bytearray()
+                encode((value,), field)
+                out += field[2:]  # past the one-field row's field count
+        frames.append(bytes(out))
+        return frames
 
     def add_encoded(self, data: bytes | bytearray) -> None:
         """Rows ready as binary COPY data for the stage (``wire_oids``), after the rows added before them."""
@@ -117,12 +186,22 @@ class TableLoader:
             self._chunk, self._chunk_bytes = [], 0
         self._put(data)
 
-    def _put(self, chunk: list[Sequence[Any]] | bytes | bytearray | None) -> None:
+    def _put(self, chunk: _Chunk | None) -> None:
         while True:
             if self._failed is not None and chunk is not None:
                 raise self._failed
             try:
                 self._queue.put(chunk, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def _put_piece(self, piece: bytes | None) -> None:
+        while True:
+            if self._failed is not None:
+                raise self._failed
+            try:
+                self._pieces.put(piece, timeout=0.2)
                 return
             except queue.Full:
                 continue
@@ -146,13 +225,31 @@ class TableLoader:
             while self._queue.get() is not None:
                 pass
 
-    def _load_chunk(self, chunk: list[Sequence[Any]] | bytes | bytearray) -> None:
+    def _next_piece(self) -> bytes | None:
+        while True:
+            if self._stop:
+                raise _Stopped
+            try:
+                return self._pieces.get(timeout=0.2)
+            except queue.Empty:
+                continue
+
+    def _load_chunk(self, chunk: _Chunk) -> None:
         """COPY the chunk into the stage, checksum what arrived, store the server's parse of it, empty the stage."""
         copy = self._start_copy(STAGE, self.staged_columns, None)
         try:
             if isinstance(chunk, list):
                 for row in chunk:
                     copy.write_row(row)
+            elif isinstance(chunk, _LongRow):
+                copy.write(SIGNATURE)
+                for frame in chunk.frames:
+                    if isinstance(frame, bytes):
+                        copy.write(frame)
+                    else:
+                        while (piece := self._next_piece()) is not None:
+                            copy.write(piece)
+                copy.write(TRAILER)
             else:
                 copy.write(SIGNATURE)
                 copy.write(chunk)

@@ -31,8 +31,9 @@ from typing import Any
 from ..core.errors import AgorDbError, UsageError
 from .convert import Converter
 from .json import sent_text
+from .longtext import LONG
 from .pgbinary import Encoder, HashingEncoder, TooLong, encoder, hashing_encoder
-from .verify import LONG, RowHasher
+from .verify import RowHasher
 
 WORKERS_ENV = "AGOR_DB_COPY_WORKERS"
 RANGE_ROWS = 4000  # rows per range at most ...

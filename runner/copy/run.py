@@ -33,6 +33,7 @@ from . import parallel
 from .convert import Bytes, Converter, Issue, Policies, converter_for, shorten
 from .json import JsonOracle
 from .load import TableLoader
+from .longtext import LongText, select_sql
 from .parallel import RangeDone, RangeTask, SnapshotWatch, Workers, split, worker_count
 from .scan import Report, duplicate_sql, key_text, orphan_sql, row_ident_sql, unique_keys_to_check
 from .target import RUNS_TABLE, Pair, Table, match, quote, read_source, read_target
@@ -358,6 +359,11 @@ def _decoded(row: Any, names: list[str]) -> tuple[Any, ...]:
     return tuple(values)
 
 
+def _whole(value: LongText) -> str | Bytes:
+    text = value.whole()
+    return text if isinstance(text, str) else Bytes(text)
+
+
 def _connect(url: DatabaseUrl) -> Any:
     from ..drivers.postgres import connect
 
@@ -386,6 +392,7 @@ class Copier:
         self.worker_count = 1
         self.workers: Workers | None = None  # set for a writing copy with more than one worker
         self.watch: SnapshotWatch | None = None
+        self.utf8_source = False
 
     def run(self) -> CopyResult:
         from ..core import migrate as core
@@ -449,7 +456,10 @@ class Copier:
         """The main snapshot, after the watch the workers need (parallel.SnapshotWatch: made before it)."""
         try:
             self._start_workers()
-            return open_snapshot(self.src, newest)
+            src = open_snapshot(self.src, newest)
+            # blob reads (longtext.py) give the stored bytes: UTF-8 only in a UTF-8 database
+            self.utf8_source = src.execute("PRAGMA encoding").fetchone()[0] == "UTF-8"
+            return src
         except BaseException:
             self._stop_workers()
             close_target()
@@ -977,6 +987,9 @@ class TablePass:
         self.fks = [fk for fk in table.foreign_keys if all(c in self.names for c in fk.columns)]
         orphan_tests = [orphan_sql(table, fk.columns, fk.ref_table, fk.ref_columns) for fk in self.fks]
         self.flag = " OR ".join([c.attention_sql() for c in self.convs] + orphan_tests) or "0"
+        # JSON columns whose long values are read in pieces (longtext.py): blob reads need a rowid
+        pieces = source.has_rowid and copier.utf8_source
+        self.long_cols = [i for i, c in enumerate(self.convs) if c.family == "json"] if pieces else []
         self.order = "rowid" if source.has_rowid else ", ".join(quote(c) for c in self.pk) or "rowid"
         self.ident = row_ident_sql(source, self.pk)
         # Parents a policy dropped rows from: children pointing at them are orphans too (live sets).
@@ -1028,8 +1041,15 @@ class TablePass:
                 self.write(values)
 
     def _query(self, upto: bool) -> str:
+        columns, flag = [quote(n) for n in self.names], f"({self.flag})"
+        if self.long_cols:  # the flag's bit k+1: the k-th of them is long (its value is its length)
+            flag = f"(coalesce({flag}, 0)"
+            for k, i in enumerate(self.long_cols):
+                columns[i], is_long = select_sql(self.names[i])
+                flag += f" + {2 << k} * {is_long}"
+            flag += ")"
         return (
-            f"SELECT {self.ident}, {', '.join(quote(n) for n in self.names)}, ({self.flag}) "
+            f"SELECT {self.ident}, {', '.join(columns)}, {flag} "
             f"FROM {quote(self.source.name)} "
             + ("WHERE rowid > ? " if self.source.has_rowid else "")
             + ("AND rowid <= ? " if upto else "")
@@ -1089,6 +1109,8 @@ class TablePass:
         while True:
             try:
                 for row in src.execute(query, params):
+                    if self.long_cols and row[-1] > 1:
+                        row = self._with_long(row)
                     self._count(row)
                     yield row
                 return
@@ -1102,6 +1124,15 @@ class TablePass:
                 self._count(raw)
                 yield raw
                 params = (self.last,) if upto is None else (self.last, upto)
+
+    def _with_long(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The row with a LongText in place of each long value's length, the flag's own bit alone."""
+        values, bits = list(row), row[-1] >> 1
+        for k, i in enumerate(self.long_cols):
+            if bits >> k & 1:
+                values[1 + i] = LongText(self.src, self.source.name, self.names[i], row[0], values[1 + i])
+        values[-1] = row[-1] & 1
+        return tuple(values)
 
     def _count(self, row: tuple[Any, ...]) -> None:
         self.seen += 1
@@ -1118,6 +1149,8 @@ class TablePass:
         or a problem was reported (the row is then neither hashed nor written)."""
         c = self.copier
         problems = c.report.problem_count
+        if self.long_cols:  # the exact check reads a long value whole (only bad data and policies come here)
+            row = tuple(_whole(v) if type(v) is LongText else v for v in row)
         values = c._slow(
             self.src, self.pair, self.convs, self.fks, self.pk, self.pk_idx, row, c.options.policies, self.drop_rowids
         )

@@ -18,7 +18,8 @@ from hashlib import md5
 from typing import Any
 
 from .convert import Converter, canonical_source
-from .json import Oracle
+from .json import JsonOracle, JsonRefused, Oracle
+from .longtext import LONG, LongText, PieceCheck
 from .target import quote
 
 
@@ -42,6 +43,7 @@ class RowHasher:
         self._canon: tuple[Callable[[Any], str], ...] = tuple(
             canonical_source(c, oracle, json_as_sent) for c in converters
         )
+        self._oracle = oracle
         long_ = tuple(i for i, c in enumerate(converters) if c.family in ("json", "text", "bytea"))
         self._row_text = _compile(self._canon, long_)
 
@@ -62,12 +64,29 @@ class RowHasher:
             if v is None:
                 h.update(b"\x02")
                 continue
+            if type(v) is LongText:
+                self._long(h, v)
+                continue
             text = canon(v)
             h.update(b"\x01")
             for i in range(0, len(text), CHUNK):
                 h.update(text[i : i + CHUNK].encode("utf-8"))
             h.update(b"\x00")
         return h.digest()
+
+    def _long(self, h: Any, value: LongText) -> None:
+        """A JSON text read in pieces: hashed as it is sent, after the checks sent_text makes (the same
+        errors: ValueError when jsonb would refuse it or it is not UTF-8)."""
+        check = PieceCheck()
+        h.update(b"\x01")
+        for piece in value.pieces():
+            check.feed(piece)
+            h.update(piece)
+        h.update(b"\x00")
+        if check.finish():
+            if not isinstance(self._oracle, JsonOracle):
+                raise JsonRefused("a long text that may be refused needs PostgreSQL's check")
+            self._oracle.accepts(value)
 
     def merge(self, rows: int, total: int) -> None:
         """Rows hashed elsewhere (a worker process, parallel.py): the sums add up in any order."""
@@ -78,8 +97,7 @@ class RowHasher:
         return Digest(self.rows, self.total)
 
 
-LONG = 4 << 20  # a value this long is hashed in chunks (RowHasher._streamed)
-CHUNK = 1 << 20
+CHUNK = 1 << 20  # a value longer than LONG is hashed in chunks of this many characters (RowHasher._streamed)
 
 
 class _Long(Exception):
