@@ -4,11 +4,13 @@ the pre-flight of a long JSON text is the same, piece by piece, as on the whole 
 from __future__ import annotations
 
 import json
+from typing import Any
 import random
 import subprocess
 import sys
 from pathlib import Path
 
+import apsw
 import psycopg
 import pytest
 from test_copy_baddata import base_source, counts, message
@@ -81,13 +83,18 @@ def test_peak_memory_is_bounded_by_three_times_the_largest_row(tmp_path: Path, p
     path = tmp_path / "s.db"
     c = base_source(path)
     rnd = random.Random(7)
-    words = ["tool ", "output ", "línea ", "δεδομένα ", "ログ ", '"q" ', "tab\t", "\\path "]
+    # The worst case for a Python str: one astral character makes every character four bytes.
+    words = ["tool ", "output ", "línea ", "δεδομένα ", "ログ ", '"q" ', "tab\t", "\\path ", "🙂 "]
     # over 64 MB: past _PLAIN_LIMIT, so the server-side check streams it too
-    text = "".join(rnd.choice(words) for _ in range(9_000_000))
+    text = "".join(rnd.choice(words) for _ in range(9_500_000))
     doc = json.dumps({"type": "tool_result", "content": [{"text": text}], "n": [1.50, 1e2]}, ensure_ascii=False)
     size = len(doc.encode("utf-8"))
     assert size > copy_json._PLAIN_LIMIT
-    message(c, "huge", data=doc)
+    with c:  # one transaction
+        for i in range(6000):  # among thousands of ordinary rows (worker processes, chunks before and after)
+            message(c, f"m{i}", data=json.dumps({"i": i, "text": "ok " * 20}))
+            if i == 3000:
+                message(c, "huge", data=doc)
     c.close()
     del text, doc
     # the copy runs as the child of a small Python that reports its children's peak RSS
@@ -100,7 +107,226 @@ def test_peak_memory_is_bounded_by_three_times_the_largest_row(tmp_path: Path, p
     code, peak_kb = (int(x) for x in r.stdout.split())
     assert code == 0, r.stderr
     limit_mb = 150 + 3 * size / MB
+    print(f"peak {peak_kb / 1024:.0f} MB, row {size / MB:.0f} MB, limit {limit_mb:.0f}")
     assert peak_kb / 1024 < limit_mb, f"peak {peak_kb / 1024:.0f} MB, row {size / MB:.0f} MB, limit {limit_mb:.0f}"
     with psycopg.connect(pg_db) as conn:
         row = conn.execute("SELECT octet_length(data::text) > 0 FROM messages WHERE message_id = 'huge'").fetchone()
     assert row == (True,)
+
+
+# -- long values in pieces (longtext.py), with the thresholds lowered so the cases stay small -----------
+
+SMALL_LONG, SMALL_PIECE = 64 << 10, 4 << 10
+
+
+@pytest.fixture
+def small_pieces(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Long values from 64 KB on, read in 4 KB pieces; returns the values read in pieces (by rowid)."""
+    from agor_db.copy import longtext, verify
+
+    monkeypatch.setattr(longtext, "LONG", SMALL_LONG)
+    monkeypatch.setattr(longtext, "PIECE", SMALL_PIECE)
+    monkeypatch.setattr(verify, "LONG", SMALL_LONG)
+    read: list[str] = []
+    real = longtext.LongText.pieces
+
+    def pieces(self: longtext.LongText) -> Any:
+        read.append(f"{self.table}.{self.column}@{self.rowid}")
+        return real(self)
+
+    monkeypatch.setattr(longtext.LongText, "pieces", pieces)
+    return read
+
+
+def _doc_around(rnd: random.Random, inject: str, at: int, plain: bool = False) -> str:
+    """A JSON document of ~100 KB with ``inject`` (JSON members) starting exactly ``at`` bytes in, so a
+    pattern can sit on a 4 KB piece seam; ``plain``: no text that looks like a surrogate escape or a long
+    exponent (which would send the whole value to the server's check whatever is injected)."""
+    words = ["ab ", "é ", "日本 ", "🙂 ", '\\"q\\" ', "\\\\udev ", "3e4512 ", "\\ud83d\\ude00 ", "tab\\t "]
+    if plain:
+        words = [w for w in words if "\\u" not in w and "3e" not in w]
+    head = ['{"a": "']
+    size = len(head[0])
+    while size < at - 40:
+        word = rnd.choice(words)
+        head.append(word)
+        size += len(word.encode())
+    head.append("x" * max(0, at - 1 - size) + '"')
+    tail = "".join(rnd.choice(words) for _ in range(12_000))
+    doc = "".join(head) + inject + ', "z": "' + tail + '", "n": [1.50, 1e2, -0]}'
+    assert not inject or doc.encode().index(inject.encode()) == max(at, len(head[0]) + 1)
+    return doc
+
+
+def _source_with(path: Path, docs: dict[str, str], small_rows: int = 40) -> None:
+    c = base_source(path)
+    for i in range(small_rows):
+        message(c, f"s{i}", data=json.dumps({"i": i}), content_preview=None if i % 2 else "p")
+    for mid, doc in docs.items():
+        message(c, mid, data=doc, task_id=None, content_preview="preview", index=7)
+    c.close()
+
+
+def test_long_values_go_in_pieces_and_store_the_server_parse(
+    tmp_path: Path, pg_db: str, small_pieces: list[str]
+) -> None:
+    from test_copy_baddata import run_copy
+
+    rnd = random.Random(3)
+    seam = 2 * SMALL_PIECE
+    docs = {
+        "plain": _doc_around(rnd, "", 0),
+        "exp-at-seam": _doc_around(rnd, ', "e": 1e1000', seam - 10),  # numeric holds it: the server says so
+        "exp-inside": _doc_around(rnd, ', "e": -2.5E+1234', seam + 900),
+        "digits": _doc_around(rnd, ', "d": ' + "9" * 1500, seam - 700),
+        "astral-keys": _doc_around(rnd, ', "🙂\\ud83d\\ude00": {"k": "\\u00e9"}, "🙂\\ud83d\\ude00": 2', seam - 3),
+    }
+    path = tmp_path / "s.db"
+    _source_with(path, docs)
+    run_copy(path, pg_db)
+    assert len(small_pieces) >= 2 * len(docs)  # each long value read in pieces: checked and hashed, then sent
+    with psycopg.connect(pg_db) as conn:
+        for mid, doc in docs.items():
+            row = conn.execute(
+                "SELECT data = %s::jsonb, content_preview, task_id, index FROM messages WHERE message_id = %s",
+                (doc, mid),
+            ).fetchone()
+            assert row == (True, "preview", None, 7), mid
+        assert conn.execute("SELECT count(*) FROM messages").fetchone() == (1 + 40 + len(docs),)  # base_source's 1
+
+
+@pytest.mark.parametrize("check", [False, True])
+def test_long_values_postgres_refuses_are_named_before_writing(
+    tmp_path: Path, pg_db: str, small_pieces: list[str], check: bool
+) -> None:
+    from test_copy_baddata import run_copy
+
+    from agor_db.copy.run import CopyOptions, copy
+    from agor_db.copy.scan import BadData
+    from agor_db.core.source import bundled_sql_root
+    from agor_db.core.urls import parse_url
+
+    rnd = random.Random(4)
+    seam = 3 * SMALL_PIECE
+    docs = {
+        "big-exp-at-seam": _doc_around(rnd, ', "e": 1e999999', seam - 10, plain=True),
+        "big-exp-inside": _doc_around(rnd, ', "e": 7E-99999', seam + 1000, plain=True),
+        "lone-at-seam": _doc_around(rnd, ', "s": "x\\ud800y"', seam - 10, plain=True),
+        "fine": _doc_around(rnd, ', "e": 1e1000', seam - 10, plain=True),
+    }
+    path = tmp_path / "s.db"
+    _source_with(path, docs)
+    if check:  # --check reports what it found instead of raising
+        report = copy(parse_url(str(path)), parse_url(pg_db), bundled_sql_root(), CopyOptions(check=True)).report
+        text = str(report.error())
+    else:
+        with pytest.raises(BadData) as exc:
+            run_copy(path, pg_db)
+        text = str(exc.value)
+    for mid in ("big-exp-at-seam", "big-exp-inside", "lone-at-seam"):
+        assert f"message_id='{mid}'" in text, text
+    assert "'fine'" not in text and "3 value(s)" in text
+    assert not any(counts(pg_db).values())
+
+
+def test_piecewise_check_is_never_laxer_than_the_whole_text_check() -> None:
+    """Wherever the seams fall, PieceCheck asks the server about every text may_be_refused would, and
+    leaves alone a text whose only look-alikes are hex ids in strings."""
+    from agor_db.copy.longtext import PieceCheck
+
+    rnd = random.Random(9)
+    injects = [
+        "",
+        ', "e": 1e999999',
+        ', "e": -7.5E-12345',
+        ', "d": ' + "8" * 1200,
+        ', "s": "\\ud800"',
+        ', "h": "3e45123"',
+    ]
+    for inject in injects:
+        for at in (4096 - 12, 4096 - 3, 8192 + 2000, 300):
+            doc = _doc_around(rnd, inject, at, plain=True)
+            raw = doc.encode()
+            for piece in (4096, 1000, 777):
+                check = PieceCheck()
+                for k in range(0, len(raw), piece):
+                    check.feed(raw[k : k + piece])
+                whole = copy_json.may_be_refused(doc)
+                assert check.finish() >= whole, (inject[:12], at, piece)
+                if not inject or inject.startswith(', "h"'):
+                    assert not whole and not check.finish(), (inject[:12], at, piece)
+
+
+def test_a_long_value_that_is_not_utf8_is_named_or_replaced(
+    tmp_path: Path, pg_db: str, small_pieces: list[str]
+) -> None:
+    from test_copy_baddata import run_copy
+
+    from agor_db.copy.scan import BadData
+
+    path = tmp_path / "s.db"
+    _source_with(path, {})
+    body = b'{"a": "' + "日本 🙂 ".encode() * 9000 + b"\xff\xfe" + b"x" * 5000 + b'"}'
+    c = apsw.Connection(str(path))
+    c.execute(
+        "UPDATE messages SET data = CAST(? AS TEXT) WHERE message_id = 's3'", (body,)
+    )  # bytes stored as TEXT: not UTF-8
+    c.close()
+    with pytest.raises(BadData) as exc:
+        run_copy(path, pg_db)
+    assert "message_id='s3'" in str(exc.value) and "not valid UTF-8" in str(exc.value)
+    assert not any(counts(pg_db).values())
+    run_copy(path, pg_db, invalid_utf8="replace")
+    expected = body.decode("utf-8", "replace")
+    with psycopg.connect(pg_db) as conn:
+        row = conn.execute("SELECT data = %s::jsonb FROM messages WHERE message_id = 's3'", (expected,)).fetchone()
+    assert row == (True,)
+
+
+def test_a_long_value_with_nul_is_stripped_under_the_policy(
+    tmp_path: Path, pg_db: str, small_pieces: list[str]
+) -> None:
+    from test_copy_baddata import run_copy
+
+    from agor_db.copy.json import strip_nul
+    from agor_db.copy.scan import BadData
+
+    doc = _doc_around(random.Random(5), ', "s": "a\\u0000b", "n": 1.10', 5000)
+    path = tmp_path / "s.db"
+    _source_with(path, {"nul": doc})
+    with pytest.raises(BadData) as exc:
+        run_copy(path, pg_db)
+    assert "message_id='nul'" in str(exc.value) and not any(counts(pg_db).values())
+    run_copy(path, pg_db, nul="strip")
+    with psycopg.connect(pg_db) as conn:
+        row = conn.execute("SELECT data = %s::jsonb FROM messages WHERE message_id = 'nul'", (strip_nul(doc),))
+        assert row.fetchone() == (True,)
+
+
+def test_an_interrupt_while_a_long_value_streams_leaves_nothing(
+    tmp_path: Path, pg_db: str, monkeypatch: pytest.MonkeyPatch, small_pieces: list[str]
+) -> None:
+    """Ctrl-C between two pieces of a long value the loader thread is writing: the copy stops (the thread
+    does not wait for pieces that never come) and rolls back."""
+    from test_copy_baddata import run_copy
+
+    from agor_db.copy import longtext
+    from agor_db.copy.run import CopyInterrupted
+
+    path = tmp_path / "s.db"
+    _source_with(path, {"long": _doc_around(random.Random(6), "", 0)})
+    real = longtext.LongText.pieces
+    calls = []
+
+    def pieces(self: longtext.LongText) -> Any:
+        calls.append(1)
+        for i, piece in enumerate(real(self)):
+            if len(calls) == 2 and i == 3:  # the second read is the COPY's
+                raise KeyboardInterrupt
+            yield piece
+
+    monkeypatch.setattr(longtext.LongText, "pieces", pieces)
+    with pytest.raises(CopyInterrupted):
+        run_copy(path, pg_db)
+    assert len(calls) == 2
+    assert not any(counts(pg_db).values())

@@ -25,8 +25,9 @@ LONG = 4 << 20  # a JSON value longer than this (in bytes) is read in pieces
 PIECE = 1 << 20
 
 _BIG_EXPONENT = re.compile(rb"(?:^|[\[:,])\s*-?\d+(?:\.\d+)?[eE][-+]?\d{4}")
-_OVERLAP = 4096  # bytes of the previous piece searched again with the next one (a number's text
-# longer than this is a run of digits, which the zeros search finds across the seam)
+_BIG_EXPONENT_INSIDE = re.compile(rb"[\[:,]\s*-?\d+(?:\.\d+)?[eE][-+]?\d{4}")  # past the text's start
+_UNDECIDED = re.compile(rb"[\s\d.+-]*[eE][-+]?\d{4}")
+_OVERLAP = 4096  # bytes of the previous piece searched again with the next one
 
 
 class LongText:
@@ -92,12 +93,13 @@ class PieceCheck:
             return True  # a run of digits numeric may not hold; a surrogate escape that may be lone
         if b"e0000" not in folded and b"e+0000" not in folded:
             return False
-        # A long exponent, unless it is no number (a hex id in a string). Near the seam the number's
-        # start may lie before the part searched again: the server decides.
-        seam = folded[: len(self._tail) + _OVERLAP]
-        if b"e0000" in seam or b"e+0000" in seam:
-            return True
-        return _BIG_EXPONENT.search(self._tail_raw + piece) is not None
+        # A long exponent, unless it is no number (a hex id in a string). The number's start is searched
+        # in the previous piece's end too; a run of digits or spaces reaching back past that, which
+        # cannot be told from a number's start, leaves the decision to the server.
+        region = self._tail_raw + piece
+        if not self._tail_raw:
+            return _BIG_EXPONENT.search(region) is not None
+        return _BIG_EXPONENT_INSIDE.search(region) is not None or _UNDECIDED.match(region) is not None
 
     def finish(self) -> bool:
         self._utf8.decode(b"", final=True)
