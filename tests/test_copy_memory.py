@@ -286,21 +286,35 @@ def test_a_long_value_that_is_not_utf8_is_named_or_replaced(
 def test_a_long_value_with_nul_is_stripped_under_the_policy(
     tmp_path: Path, pg_db: str, small_pieces: list[str]
 ) -> None:
+    """The exact check of a long value: past 1 MB PostgreSQL parses it (Python's parse would hold many copies)."""
     from test_copy_baddata import run_copy
 
     from agor_db.copy.json import strip_nul
     from agor_db.copy.scan import BadData
 
-    doc = _doc_around(random.Random(5), ', "s": "a\\u0000b", "n": 1.10', 5000)
+    rnd = random.Random(5)
+    doc = _doc_around(rnd, ', "s": "a\\u0000b", "n": 1.10', 5000)
+    big = "[" + ", ".join([doc] * 16) + ', "\\\\u0000 is text", "x\\u0000"]'  # ~1.2 MB
+    assert len(big) > 1 << 20
+    bad_big = big[:-1] + ", 1e999999]"  # refused with or without its NULs
     path = tmp_path / "s.db"
-    _source_with(path, {"nul": doc})
+    _source_with(path, {"nul": doc, "nul-big": big, "nul-bad-big": bad_big})
     with pytest.raises(BadData) as exc:
         run_copy(path, pg_db)
-    assert "message_id='nul'" in str(exc.value) and not any(counts(pg_db).values())
-    run_copy(path, pg_db, nul="strip")
+    text = str(exc.value)
+    assert "message_id='nul'" in text and "message_id='nul-big'" in text and not any(counts(pg_db).values())
+    with pytest.raises(BadData) as exc:
+        run_copy(path, pg_db, nul="strip")
+    assert "invalid JSON: 1" in str(exc.value) and "message_id='nul-bad-big'" in str(exc.value)
+    assert "value overflows numeric format" in str(exc.value)  # PostgreSQL's word, without the NULs
+    assert "message_id='nul-big'" not in str(exc.value) and not any(counts(pg_db).values())
+    run_copy(path, pg_db, nul="strip", invalid_json="drop")
     with psycopg.connect(pg_db) as conn:
-        row = conn.execute("SELECT data = %s::jsonb FROM messages WHERE message_id = 'nul'", (strip_nul(doc),))
-        assert row.fetchone() == (True,)
+        for mid, source in (("nul", doc), ("nul-big", big)):
+            row = conn.execute("SELECT data = %s::jsonb FROM messages WHERE message_id = %s", (strip_nul(source), mid))
+            assert row.fetchone() == (True,), mid
+        gone = conn.execute("SELECT count(*) FROM messages WHERE message_id = 'nul-bad-big'").fetchone()
+    assert gone == (0,)
 
 
 def test_an_interrupt_while_a_long_value_streams_leaves_nothing(
@@ -330,3 +344,24 @@ def test_an_interrupt_while_a_long_value_streams_leaves_nothing(
         run_copy(path, pg_db)
     assert len(calls) == 2
     assert not any(counts(pg_db).values())
+
+
+def test_nul_escapes_are_told_from_escaped_backslashes_as_a_left_to_right_scan_does() -> None:
+    """has_nul/strip_nul look only at the "\\u0000" occurrences (a tool output is full of other escapes,
+    and may be long); they agree with the plain reading of escapes left to right."""
+    import re
+
+    from agor_db.copy.json import has_nul, strip_nul
+
+    escape = re.compile(r"\\u0000|\\.", re.S)
+
+    def reference(text: str) -> tuple[bool, str]:
+        text_ = text.replace("\x00", "")
+        found = "\x00" in text or any(m.group() == "\\u0000" for m in escape.finditer(text_))
+        return found, escape.sub(lambda m: "" if m.group() == "\\u0000" else m.group(), text_)
+
+    rnd = random.Random(11)
+    parts = ["\\", "u0000", "\\u0000", "a", "\\\\", '"', "\x00", "u", "0", "\\u00001", "é"]
+    for _ in range(30_000):
+        text = "".join(rnd.choice(parts) for _ in range(rnd.randint(0, 12)))
+        assert (has_nul(text), strip_nul(text)) == reference(text), repr(text)

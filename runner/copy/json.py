@@ -255,40 +255,63 @@ def sent_text(text: str, oracle: Oracle | None = None) -> str:
 
 # -- NUL characters ----------------------------------------------------------------------------
 #
-# Backslashes occur in JSON only inside strings, as the first character of an escape: scanning
-# escapes left to right pairs each backslash with what it escapes, so "\\u0000" (an escaped
-# backslash, then the letters u0000) is told apart from "\u0000" (a NUL character).
+# Backslashes occur in JSON only inside strings, as the first character of an escape, so a "\u0000"
+# is a NUL character exactly when an even number of backslashes comes before it (none, or escaped
+# backslashes): "\\u0000" is an escaped backslash, then the letters u0000. Only the occurrences of
+# "\u0000" are looked at, never every escape (tool outputs are full of them, and a text may be long).
 
-_ESCAPE = re.compile(r"\\u0000|\\.", re.S)
+
+def _nul_escapes(text: str) -> Iterator[int]:
+    """Where the \\u0000 escapes that are NUL characters begin."""
+    at = text.find("\\u0000")
+    while at >= 0:
+        start = at
+        while start and text[start - 1] == "\\":
+            start -= 1
+        if (at - start) % 2 == 0:
+            yield at
+        at = text.find("\\u0000", at + 1)
 
 
 def has_nul(text: str) -> bool:
-    if "\x00" in text:
-        return True
-    return "\\u0000" in text and any(m.group() == "\\u0000" for m in _ESCAPE.finditer(text))
+    return "\x00" in text or next(_nul_escapes(text), -1) >= 0
 
 
 def strip_nul(text: str) -> str:
     """The text with every NUL character removed (raw NUL bytes and \\u0000 escapes), nothing else
     touched: numbers, other escapes, whitespace and key order stay exactly as written."""
     text = text.replace("\x00", "")
-    if "\\u0000" not in text:
-        return text
-    return _ESCAPE.sub(lambda m: "" if m.group() == "\\u0000" else m.group(), text)
+    nuls = list(_nul_escapes(text))
+    if len(nuls) == text.count("\\u0000"):  # each one a NUL: one copy of a text that may be long
+        return text.replace("\\u0000", "")
+    parts, last = [], 0
+    for at in nuls:
+        parts.append(text[last:at])
+        last = at + 6
+    return "".join([*parts, text[last:]])
 
 
 def json_problem(text: str, oracle: Oracle | None = None) -> tuple[str, str] | None:
     """(kind, why) when PostgreSQL's jsonb would refuse this text, kind "nul" when removing its NUL
     characters would make it acceptable, "invalid_json" otherwise; None when it is fine."""
     if has_nul(text):
-        if _problem(strip_nul(text), oracle) is None:
+        without = _problem(strip_nul(text), oracle)
+        if without is None:
             return ("nul", "jsonb cannot hold a NUL character (\\u0000)")
+        if len(text) > _PIECE:  # what PostgreSQL said of it without its NULs (Python's parse: many copies)
+            return ("invalid_json", without)
         return ("invalid_json", _problem(text, None) or "a NUL character")
     why = _problem(text, oracle)
     return None if why is None else ("invalid_json", why)
 
 
 def _problem(text: str, oracle: Oracle | None) -> str | None:
+    if len(text) > _PIECE and isinstance(oracle, JsonOracle):  # Python's parse would hold many copies
+        try:
+            oracle.accepts(text)
+        except JsonRefused as exc:
+            return str(exc)
+        return None
     try:
         jsonb_text(text, oracle).encode("utf-8")
     except UnicodeEncodeError:

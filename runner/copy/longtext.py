@@ -54,11 +54,16 @@ class LongText:
 
     def whole(self) -> str | bytes:
         """The value read whole: its text, or its bytes when they are not UTF-8 (for the exact check)."""
-        raw = b"".join(self.pieces())
+        raw = bytearray(self.size)  # one buffer: no list of pieces beside their join
+        blob = self.src.blob_open("main", self.table, self.column, self.rowid, False)
+        try:
+            blob.read_into(raw)
+        finally:
+            blob.close()
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError:
-            return raw
+            return bytes(raw)
 
 
 def select_sql(column: str) -> tuple[str, str]:
