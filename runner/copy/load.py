@@ -141,8 +141,7 @@ class TableLoader:
         self._chunk.append(row)
         self._chunk_bytes += size
         if self._chunk_bytes >= CHUNK_BYTES or len(self._chunk) >= CHUNK_ROWS:
-            self._put(self._chunk)
-            self._chunk, self._chunk_bytes = [], 0
+            self._flush()
 
     def _add_long(self, row: Sequence[Any]) -> None:
         """A row with a long JSON value: sent alone, the value in pieces from the source to the COPY (the
@@ -150,9 +149,7 @@ class TableLoader:
         if self.wire_oids is None:  # no binary form written here for some column: the value read whole
             self._add(tuple(_decoded(v) if type(v) is LongText else v for v in row))
             return
-        if self._chunk:
-            self._put(self._chunk)
-            self._chunk, self._chunk_bytes = [], 0
+        self._flush()
         frames = self._frames(row)
         self._put(_LongRow(frames))
         for frame in frames:
@@ -181,30 +178,30 @@ class TableLoader:
 
     def add_encoded(self, data: bytes | bytearray) -> None:
         """Rows ready as binary COPY data for the stage (``wire_oids``), after the rows added before them."""
-        if self._chunk:
-            self._put(self._chunk)
-            self._chunk, self._chunk_bytes = [], 0
+        self._flush()
         self._put(data)
 
     def _put(self, chunk: _Chunk | None) -> None:
+        self._offer(self._queue, chunk, fail_fast=chunk is not None)  # the closing None always goes
+
+    def _put_piece(self, piece: bytes | None) -> None:
+        self._offer(self._pieces, piece, fail_fast=True)
+
+    def _offer(self, to: queue.Queue[Any], item: Any, fail_fast: bool) -> None:
+        """Put ``item`` on ``to``, waiting for the loader thread; its failure is raised here, not waited out."""
         while True:
-            if self._failed is not None and chunk is not None:
+            if fail_fast and self._failed is not None:
                 raise self._failed
             try:
-                self._queue.put(chunk, timeout=0.2)
+                to.put(item, timeout=0.2)
                 return
             except queue.Full:
                 continue
 
-    def _put_piece(self, piece: bytes | None) -> None:
-        while True:
-            if self._failed is not None:
-                raise self._failed
-            try:
-                self._pieces.put(piece, timeout=0.2)
-                return
-            except queue.Full:
-                continue
+    def _flush(self) -> None:
+        if self._chunk:
+            self._put(self._chunk)
+            self._chunk, self._chunk_bytes = [], 0
 
     def _drain(self) -> None:
         while True:
