@@ -137,6 +137,11 @@ def test_drizzle_era_source_refused_with_hint(fixture_copy, pg_db):
     assert "has not been adopted" in r.stderr and f"agor-db migrate --database-url {source}" in r.stderr
     assert "backup" in r.stderr
     assert source.read_bytes() == before  # copy never writes to the source
+    r = run_cli("copy", "--from", str(source), "--to", pg_db, "--json")  # the refusal as a document too
+    doc = json.loads(r.stdout)
+    assert r.code == 1 and doc["ok"] is False and doc["error"]["exit_code"] == 1
+    assert "has not been adopted" in doc["error"]["message"] and doc["source_checksum"] is None
+    assert doc["tables"] == [] and source.read_bytes() == before
 
 
 def test_source_behind_newest_version_refused(tmp_path, pg_db):
