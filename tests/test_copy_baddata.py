@@ -293,3 +293,23 @@ def test_nul_byte_after_json_and_escaped_backslash_u0000(tmp_path, pg_db):
     run_copy(path, pg_db, invalid_json="drop")
     assert _pg_value(pg_db, "SELECT data->>'a' FROM messages WHERE message_id='no-nul'") == "\\u0000"
     assert _pg_value(pg_db, "SELECT 1 FROM messages WHERE message_id='nul-after'") == "absent"
+
+
+def test_the_hint_offers_only_the_policies_that_can_fix_the_rows(tmp_path: Path, pg_db: str) -> None:
+    """An orphan in a NOT NULL column (messages.session_id) cannot be set to NULL: the hint says
+    --orphans=drop; once a nullable orphan (messages.task_id) is there too, both choices are offered."""
+    path = tmp_path / "s.db"
+    c = base_source(path)
+    message(c, "orphan-msg", session_id="no-such-session")
+    message(c, "bad-json", data='{"a": ')  # messages.data is NOT NULL too
+    c.close()
+    for policy in ((), ("--orphans=null",)):
+        r = run_cli("copy", "--from", str(path), "--to", pg_db, *policy)
+        assert r.code == 1 and "--orphans=drop" in r.stderr and "--invalid-json=drop" in r.stderr, r.output
+        assert "--orphans=null" not in r.stderr.split("hint:")[1] and "null|drop" not in r.stderr, r.output
+        assert not any(counts(pg_db).values())
+    c = apsw.Connection(str(path))
+    message(c, "orphan-task", task_id="no-such-task")
+    c.close()
+    r = run_cli("copy", "--from", str(path), "--to", pg_db)
+    assert r.code == 1 and "--orphans=null|drop" in r.stderr, r.output

@@ -68,6 +68,7 @@ class Issue:
     column: str
     value: str  # shortened, safe to print
     detail: str = ""
+    fix: str = ""  # the policy that can fix it, when not every choice of its option can (a NOT NULL column)
 
 
 @dataclass(frozen=True)
@@ -275,7 +276,8 @@ class Converter:
                 if policies.invalid_json == "fail"
                 else f"{problem}; the column is NOT NULL, use --invalid-json=drop"
             )
-            out.issues.append(Issue("invalid_json", col.name, shorten(value), detail))
+            fix = "--invalid-json=drop" if col.not_null else ""
+            out.issues.append(Issue("invalid_json", col.name, shorten(value), detail, fix))
 
 
 def _a(word: str) -> str:

@@ -891,7 +891,8 @@ class Copier:
             return False
         detail = why if policies.orphans == "fail" else f"{why}; the column is NOT NULL, use --orphans=drop"
         shown = shorten(fk_vals[0] if len(fk_vals) == 1 else tuple(fk_vals))
-        issues.append(Issue("orphan", col_names, shown, f"{detail} ({fk.name})"))
+        not_null = any(pair.target.column(c).not_null for c in fk.columns)
+        issues.append(Issue("orphan", col_names, shown, f"{detail} ({fk.name})", "--orphans=drop" if not_null else ""))
         return False
 
     def _policy_collisions(

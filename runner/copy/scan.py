@@ -134,7 +134,8 @@ class Report:
             ("duplicate", "--duplicates=drop"),
         ):
             if kind in kinds:
-                flags.append(flag)
+                fixes = {f.issue.fix for (_, k), g in self.problems.items() if k == kind for f in g.items}
+                flags.append(fixes.pop() if len(fixes) == 1 and "" not in fixes else flag)
         hint = "fix the rows in the source (it is a SQLite file; take a copy first)"
         if flags and hint_policies:
             hint += ", or let agor-db change them and report each change: " + " ".join(flags)
