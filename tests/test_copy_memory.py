@@ -365,3 +365,28 @@ def test_nul_escapes_are_told_from_escaped_backslashes_as_a_left_to_right_scan_d
     for _ in range(30_000):
         text = "".join(rnd.choice(parts) for _ in range(rnd.randint(0, 12)))
         assert (has_nul(text), strip_nul(text)) == reference(text), repr(text)
+
+
+def test_a_refusal_of_a_long_value_in_the_loader_thread_rolls_everything_back(
+    tmp_path: Path, pg_db: str, monkeypatch: pytest.MonkeyPatch, small_pieces: list[str]
+) -> None:
+    """Were the piecewise pre-check ever to pass a long value PostgreSQL refuses, the server's refusal (in
+    the loader thread, while or after the pieces stream) ends the copy with a clear error, nothing written."""
+    from test_copy_baddata import run_copy
+
+    from agor_db.copy import longtext
+    from agor_db.core.errors import DatabaseError
+
+    monkeypatch.setattr(longtext.PieceCheck, "finish", lambda self: False)
+    rnd = random.Random(12)
+    docs = {
+        f"bad{i}": "[" + ", ".join([_doc_around(rnd, ', "e": 1e999999', 5000, plain=True)] * 2) + "]" for i in range(3)
+    }
+    assert all(len(d.encode()) > SMALL_LONG for d in docs.values())
+    path = tmp_path / "s.db"
+    _source_with(path, docs)
+    with pytest.raises(DatabaseError) as exc:
+        run_copy(path, pg_db)
+    assert "PostgreSQL refused while copying rows" in str(exc.value) and "rolled back" in str(exc.value)
+    assert small_pieces  # the values went in pieces
+    assert not any(counts(pg_db).values())
