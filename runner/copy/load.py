@@ -11,7 +11,9 @@ straight into place.
 
 The chunks are written by a loader thread that owns the connection for the table, so the server's
 checksum and INSERT of one chunk run while the main thread reads, checks and hashes the next (psycopg
-releases the GIL while it waits on the server); a short queue keeps memory flat.
+releases the GIL while it waits on the server); a short queue keeps memory flat. A row with a long JSON
+value (longtext.py) goes alone, as binary COPY data whose long values follow as pieces read from the
+source by the main thread and handed over one by one (the source connection is the main thread's).
 """
 
 from __future__ import annotations
