@@ -83,6 +83,9 @@ def test_empty_url_takes_everything_from_pg_environment(pg_server: PgServer, pg_
     r = run_cli("status", "-d", "postgresql://", "--sql-dir", str(sql_root), env={**env, "PGDATABASE": _dbname(pg_db)})
     assert r.code == 0, r.output
     assert "1 applied, 0 pending" in r.stdout
+    # which server a bare postgresql:// talks to is said; the password is not
+    assert f"PGHOST={pg_server.host}" in r.stdout and f"PGDATABASE={_dbname(pg_db)}" in r.stdout, r.stdout
+    assert f"PGUSER={pg_server.role}" in r.stdout and "PGPASSWORD" not in r.stdout
 
 
 def test_service_file(pg_server: PgServer, pg_db: str, sql_root: Path, tmp_path: Path):

@@ -8,7 +8,7 @@ from urllib.parse import quote
 import pytest
 
 from agor_db.core.errors import UrlError
-from agor_db.core.urls import parse_url, public_names, redact, redact_url, resolve_url
+from agor_db.core.urls import env_parts, parse_url, public_names, redact, redact_url, resolve_url
 from conftest import TEST_PASSWORD, run_cli
 
 
@@ -220,3 +220,21 @@ def test_names_equal_to_the_password_are_never_secrets() -> None:
     assert redact('password authentication failed for user "agor"', url.secrets).endswith('user "agor"')
     assert public_names("host=db,db2 user=bob password=s3cret dbname='my db'") >= {"db,db2", "bob", "my db"}
     assert public_names("postgresql://bob:pw@h1:5432,h2/app?user=carol") == {"bob", "h1", "h2", "app", "carol"}
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("postgresql://", ["PGHOST=/run/pg", "PGPORT=5433", "PGDATABASE=agor", "PGUSER=app"]),
+        ("postgresql://u:p@db.example:6432/x", []),
+        ("postgresql:///x?host=/tmp", ["PGPORT=5433", "PGUSER=app"]),
+        ("postgresql://[::1]/x", ["PGPORT=5433", "PGUSER=app"]),
+        ("postgresql://h1,h2:5/x", ["PGUSER=app"]),
+        ("dbname=x user=y", ["PGHOST=/run/pg", "PGPORT=5433"]),
+        ("postgresql://?service=agor", []),  # the service file says the rest
+    ],
+)
+def test_status_names_the_pg_variables_that_fill_in_the_url(text: str, shown: list[str]) -> None:
+    env = {"PGHOST": "/run/pg", "PGPORT": "5433", "PGDATABASE": "agor", "PGUSER": "app", "PGPASSWORD": "pw"}
+    url = parse_url(text, environ=env)
+    assert env_parts(url, env) == shown

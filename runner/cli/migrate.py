@@ -13,7 +13,7 @@ import typer
 
 from ..core.errors import ExitCode, UsageError
 from ..core.migrate import Reporter
-from ..core.urls import DatabaseUrl, redact
+from ..core.urls import DatabaseUrl, env_parts, redact
 from .app import (
     EXIT_CODES,
     DatabaseUrlOpt,
@@ -314,7 +314,9 @@ def _status_doc(seen: Any, url: DatabaseUrl, journaled: list[Any], to_adopt: lis
 
 def _status_text(s: Session, seen: Any, url: DatabaseUrl, journaled: list[Any], to_adopt: list[Any]) -> None:
     plan = seen.plan
-    s.out.line(f"database: {url.display} ({plan.dialect}, from {url.source})")
+    env = env_parts(url)
+    supplied = f"; {', '.join(env)} from the environment" if env else ""
+    s.out.line(f"database: {url.display} ({plan.dialect}, from {url.source}{supplied})")
     if seen.assessment is not None:
         s.out.line("no agor-db journal yet: `agor-db migrate` will adopt this database")
         for line in seen.assessment.describe():

@@ -294,6 +294,39 @@ def _plain_path(text: str, source: str) -> DatabaseUrl:
     return _sqlite(text, text, source)
 
 
+_ENV_PARTS = {"PGHOST": "host", "PGHOSTADDR": "hostaddr", "PGPORT": "port", "PGDATABASE": "dbname", "PGUSER": "user"}
+_ENV_PARTS["PGSERVICE"] = "service"
+
+
+def env_parts(url: DatabaseUrl, env: Mapping[str, str] | None = None) -> list[str]:
+    """The PG* variables (never PGPASSWORD) that supply what a PostgreSQL URL leaves out, as NAME=value:
+    what `status` shows beside a bare ``postgresql://``, so it is clear which server it talks to."""
+    if url.dialect != "postgres":
+        return []
+    env = os.environ if env is None else env
+    given = {k.lower() for k, v in url.keywords if v} if url.keywords else _url_parts(url.raw)
+    if "service" in given:
+        return []  # the service file says the rest
+    return [f"{name}={env[name]}" for name, part in _ENV_PARTS.items() if env.get(name) and part not in given]
+
+
+def _url_parts(raw: str) -> set[str]:
+    """The connection parameters a postgresql:// URL sets itself."""
+    rest, _, query = raw.partition("://")[2].partition("?")
+    authority, _, dbname = rest.partition("/")
+    userinfo, _, hosts = authority.rpartition("@")
+    given = {k for k, v in parse_qsl(query.partition("#")[0], keep_blank_values=True) if v}
+    given |= {"user"} if userinfo.partition(":")[0] else set()
+    given |= {"dbname"} if dbname.partition("#")[0] else set()
+    for host in hosts.split(","):
+        if host.startswith("["):  # [IPv6]:port
+            name, port = host[1:].partition("]")[0], host.partition("]")[2][1:]
+        else:
+            name, _, port = host.partition(":")
+        given |= ({"host"} if name else set()) | ({"port"} if port else set())
+    return given
+
+
 def _libpq_env_secrets(service: str | None, env: Mapping[str, str]) -> tuple[str, ...]:
     """The passwords libpq would read from PGPASSWORD and the connection service file."""
     found = [env.get("PGPASSWORD", "")]
