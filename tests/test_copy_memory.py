@@ -390,3 +390,36 @@ def test_a_refusal_of_a_long_value_in_the_loader_thread_rolls_everything_back(
     assert "PostgreSQL refused while copying rows" in str(exc.value) and "rolled back" in str(exc.value)
     assert small_pieces  # the values went in pieces
     assert not any(counts(pg_db).values())
+
+
+def test_long_text_values_go_in_pieces_too(tmp_path: Path, pg_db: str, small_pieces: list[str]) -> None:
+    """A long value in a text column (no length limit, no key) travels like a long JSON one; a NUL in one
+    sends it to the exact check (reported, or stripped under --nul=strip)."""
+    from test_copy_baddata import run_copy
+
+    from agor_db.copy.scan import BadData
+
+    rnd = random.Random(13)
+    long_text = "".join(rnd.choice(["log line ", "é ", "🙂\n", "\t", "\\", '"']) for _ in range(30_000))
+    assert len(long_text.encode()) > SMALL_LONG
+    path = tmp_path / "s.db"
+    _source_with(path, {})
+    c = apsw.Connection(str(path))
+    message(c, "two-long", content_preview=long_text, parent_tool_use_id=long_text[::-1], data=json.dumps([long_text]))
+    message(c, "nul", content_preview=long_text + "\x00 after")
+    c.close()
+    with pytest.raises(BadData) as exc:
+        run_copy(path, pg_db)
+    assert "message_id='nul'" in str(exc.value) and "two-long" not in str(exc.value)
+    assert not any(counts(pg_db).values())
+    run_copy(path, pg_db, nul="strip")
+    assert {s.split("@")[0] for s in small_pieces} >= {"messages.content_preview", "messages.parent_tool_use_id"}
+    with psycopg.connect(pg_db) as conn:
+        row = conn.execute(
+            "SELECT content_preview = %s, parent_tool_use_id = %s, data = %s::jsonb FROM messages "
+            "WHERE message_id = %s",
+            (long_text, long_text[::-1], json.dumps([long_text]), "two-long"),
+        ).fetchone()
+        assert row == (True, True, True)
+        stripped = conn.execute("SELECT content_preview FROM messages WHERE message_id = 'nul'").fetchone()
+    assert stripped == (long_text + " after",)

@@ -11,8 +11,8 @@ straight into place.
 
 The chunks are written by a loader thread that owns the connection for the table, so the server's
 checksum and INSERT of one chunk run while the main thread reads, checks and hashes the next (psycopg
-releases the GIL while it waits on the server); a short queue keeps memory flat. A row with a long JSON
-value (longtext.py) goes alone, as binary COPY data whose long values follow as pieces read from the
+releases the GIL while it waits on the server); a short queue keeps memory flat. A row with a long value
+(longtext.py) goes alone, as binary COPY data whose long values follow as pieces read from the
 source by the main thread and handed over one by one (the source connection is the main thread's).
 """
 
@@ -78,9 +78,18 @@ class TableLoader:
     checksum of the staged rows and ``inserted`` how many it stored (None, 0 for a table copied straight
     into place)."""
 
-    def __init__(self, conn: Any, table: str, columns: tuple[Column, ...], converters: tuple[Converter, ...]):
+    def __init__(
+        self,
+        conn: Any,
+        table: str,
+        columns: tuple[Column, ...],
+        converters: tuple[Converter, ...],
+        long_cols: list[int] | None = None,
+    ):
         self.conn, self.table, self.columns, self.converters = conn, table, columns, converters
         self.json = [i for i, c in enumerate(converters) if c.family == "json"]
+        # the columns whose values may come as a LongText (only when the table has JSON: it is staged)
+        self.long_cols = sorted(set(self.json) | set(long_cols or ())) if self.json else []
         self.staged: Digest | None = None
         self.inserted = 0
         self._copy_cm: Any = None
@@ -134,7 +143,7 @@ class TableLoader:
 
     def _add(self, row: Sequence[Any]) -> None:
         size = 0
-        for i in self.json:
+        for i in self.long_cols:
             if (value := row[i]) is not None:
                 if type(value) is LongText:
                     self._add_long(row)
@@ -146,7 +155,7 @@ class TableLoader:
             self._flush()
 
     def _add_long(self, row: Sequence[Any]) -> None:
-        """A row with a long JSON value: sent alone, the value in pieces from the source to the COPY (the
+        """A row with a long value: sent alone, the value in pieces from the source to the COPY (the
         loader thread writes them as they come), never whole here."""
         if self.wire_oids is None:  # no binary form written here for some column: the value read whole
             self._add(tuple(_decoded(v) if type(v) is LongText else v for v in row))

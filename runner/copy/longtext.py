@@ -1,8 +1,8 @@
-"""JSON values of many megabytes (Agor's tool outputs), read from the source in pieces, never whole.
+"""Text and JSON values of many megabytes (Agor's tool outputs), read from the source in pieces, never whole.
 
 A Python str of a text is up to four times its UTF-8 size (one astral character makes every character
 four bytes), and reading a value whole costs SQLite a buffer of its size besides. So the copier's
-SELECT hands over a long JSON value's byte length instead of the value (``select_sql``), and the value
+SELECT hands over a long value's byte length instead of the value (``select_sql``), and the value
 travels as a ``LongText``: its bytes read straight from SQLite's pages in pieces (``sqlite3_blob``, on
 the pass's own connection, so in its snapshot) — once for the checks and the checksum, once for the
 COPY (load.py). Only a row the exact check has to look at (bad data, a policy) is read whole.
@@ -21,7 +21,7 @@ from typing import Any
 from .json import _DIGITS, _PLAIN_LIMIT, _ZEROS
 from .target import quote
 
-LONG = 4 << 20  # a JSON value longer than this (in bytes) is read in pieces
+LONG = 4 << 20  # a value longer than this (in bytes) is read in pieces
 PIECE = 1 << 20
 
 _BIG_EXPONENT = re.compile(rb"(?:^|[\[:,])\s*-?\d+(?:\.\d+)?[eE][-+]?\d{4}")
@@ -31,12 +31,13 @@ _OVERLAP = 4096  # bytes of the previous piece searched again with the next one
 
 
 class LongText:
-    """A TEXT value of ``size`` bytes in column ``column`` of row ``rowid``, read on demand."""
+    """A TEXT value of ``size`` bytes in column ``column`` of row ``rowid``, read on demand; ``json``: a JSON
+    column's (its text gets json.may_be_refused's checks; any other only the UTF-8 one)."""
 
-    __slots__ = ("column", "rowid", "size", "src", "table")
+    __slots__ = ("column", "json", "rowid", "size", "src", "table")
 
-    def __init__(self, src: Any, table: str, column: str, rowid: int, size: int) -> None:
-        self.src, self.table, self.column, self.rowid, self.size = src, table, column, rowid, size
+    def __init__(self, src: Any, table: str, column: str, rowid: int, size: int, json: bool = True) -> None:
+        self.src, self.table, self.column, self.rowid, self.size, self.json = src, table, column, rowid, size, json
 
     def __len__(self) -> int:
         return self.size

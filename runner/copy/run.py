@@ -988,9 +988,7 @@ class TablePass:
         self.fks = [fk for fk in table.foreign_keys if all(c in self.names for c in fk.columns)]
         orphan_tests = [orphan_sql(table, fk.columns, fk.ref_table, fk.ref_columns) for fk in self.fks]
         self.flag = " OR ".join([c.attention_sql() for c in self.convs] + orphan_tests) or "0"
-        # JSON columns whose long values are read in pieces (longtext.py): blob reads need a rowid
-        pieces = source.has_rowid and copier.utf8_source
-        self.long_cols = [i for i, c in enumerate(self.convs) if c.family == "json"] if pieces else []
+        self.long_cols = self._long_columns(copier.utf8_source)
         self.order = "rowid" if source.has_rowid else ", ".join(quote(c) for c in self.pk) or "rowid"
         self.ident = row_ident_sql(source, self.pk)
         # Parents a policy dropped rows from: children pointing at them are orphans too (live sets).
@@ -1002,13 +1000,28 @@ class TablePass:
         self.seen = self.copied = self.total = 0
         self.last = ROWID_MIN
 
+    def _long_columns(self, utf8_source: bool) -> list[int]:
+        """The columns whose long values are read in pieces (longtext.py): JSON, and text without a length
+        limit that no key or reference compares; only in a table that goes through the stage (load.py),
+        and where a blob read gives the value's UTF-8 (a rowid table of a UTF-8 database)."""
+        convs = self.convs
+        if not (self.source.has_rowid and utf8_source and any(c.family == "json" for c in convs)):
+            return []
+        keyed = set(self.pk) | {c for fk in self.pair.target.foreign_keys for c in fk.columns}
+        keyed |= {c for key in self.pair.target.uniques for c in key.columns}
+        return [
+            i
+            for i, c in enumerate(convs)
+            if c.family == "json" or (c.family == "text" and c.column.max_length is None and c.name not in keyed)
+        ]
+
     def run(self, conn: Any) -> None:
         name, result = self.pair.target.name, self.result
         total = self.total = int(self.src.execute(f"SELECT count(*) FROM {quote(self.source.name)}").fetchone()[0])
         self.copier.progress.table_start(name, total)
         started = time.perf_counter()
         if self.copier.writing and conn is not None:
-            loader = self.loader = TableLoader(conn, name, self.pair.columns, self.convs)
+            loader = self.loader = TableLoader(conn, name, self.pair.columns, self.convs, self.long_cols)
             with loader as self.write_row:
                 self._rows()
             self.loader = None
@@ -1131,7 +1144,8 @@ class TablePass:
         values, bits = list(row), row[-1] >> 1
         for k, i in enumerate(self.long_cols):
             if bits >> k & 1:
-                values[1 + i] = LongText(self.src, self.source.name, self.names[i], row[0], values[1 + i])
+                json = self.convs[i].family == "json"
+                values[1 + i] = LongText(self.src, self.source.name, self.names[i], row[0], values[1 + i], json)
         values[-1] = row[-1] & 1
         return tuple(values)
 

@@ -75,15 +75,15 @@ class RowHasher:
         return h.digest()
 
     def _long(self, h: Any, value: LongText) -> None:
-        """A JSON text read in pieces: hashed as it is sent, after the checks sent_text makes (the same
-        errors: ValueError when jsonb would refuse it or it is not UTF-8)."""
+        """A text read in pieces: hashed as it is sent, after the checks sent_text makes of a JSON text (the
+        same errors: ValueError when jsonb would refuse it or it is not UTF-8)."""
         check = PieceCheck()
         h.update(b"\x01")
         for piece in value.pieces():
             check.feed(piece)
             h.update(piece)
         h.update(b"\x00")
-        if check.finish():
+        if check.finish() and value.json:
             if not isinstance(self._oracle, JsonOracle):
                 raise JsonRefused("a long text that may be refused needs PostgreSQL's check")
             self._oracle.accepts(value)
