@@ -313,3 +313,19 @@ def test_the_hint_offers_only_the_policies_that_can_fix_the_rows(tmp_path: Path,
     c.close()
     r = run_cli("copy", "--from", str(path), "--to", pg_db)
     assert r.code == 1 and "--orphans=null|drop" in r.stderr, r.output
+
+
+def test_a_long_bad_token_is_reported_at_once_and_briefly(tmp_path: Path, pg_db: str) -> None:
+    """PostgreSQL's reason for refusing a long invalid JSON value quotes the whole bad token: the report
+    stays one screen, and printing it (password masking included) takes no time to speak of."""
+    path = tmp_path / "s.db"
+    c = base_source(path)
+    message(c, "long-token", data='["' + "x" * 300_000)
+    message(c, "long-word", data="[" + "y" * 300_000 + "]")
+    c.close()
+    for extra in (["--check", "--json"], []):
+        r = run_cli("copy", "--from", str(path), "--to", pg_db, *extra, timeout=60)
+        assert r.code == 1, r.output
+        assert "long-token" in r.output and "long-word" in r.output
+        assert max(map(len, r.output.splitlines())) < 1000, "a line quotes the whole token"
+        assert not any(counts(pg_db).values())

@@ -238,3 +238,20 @@ def test_status_names_the_pg_variables_that_fill_in_the_url(text: str, shown: li
     env = {"PGHOST": "/run/pg", "PGPORT": "5433", "PGDATABASE": "agor", "PGUSER": "app", "PGPASSWORD": "pw"}
     url = parse_url(text, environ=env)
     assert env_parts(url, env) == shown
+
+
+def test_masking_free_text_takes_linear_time_on_long_words() -> None:
+    """A server message can quote a long token of the user's data (a JSON value's bad token): the
+    password masking must not take quadratic time on a run of letters (200,000 letters took ~85 s)."""
+    import time
+
+    from agor_db.core.urls import mask_passwords
+
+    for text in ('Token "' + "x" * 200_000 + '" is invalid.', "a:" * 100_000, "ab://" * 50_000):
+        started = time.perf_counter()
+        mask_passwords(text)
+        assert time.perf_counter() - started < 2.0, text[:20]
+    # still masks by structure, wherever the scheme starts
+    assert mask_passwords("x postgresql://agor:s3cret@db/a, (postgres://u:p@h)") == (
+        "x postgresql://agor:***@db/a, (postgres://u:***@h)"
+    )

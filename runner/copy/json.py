@@ -404,6 +404,10 @@ def _encoded_pieces(text: str) -> Iterator[bytes]:
         yield text[i : i + _PIECE].encode("utf-8")
 
 
+_WHY_LIMIT = 200  # PostgreSQL's detail quotes the offending token: of a long value, as long as it is
+
+
 def _why(exc: Any) -> str:
     diag = exc.diag
-    return (diag.message_primary or str(exc)) + (f" ({diag.message_detail})" if diag.message_detail else "")
+    why = (diag.message_primary or str(exc)) + (f" ({diag.message_detail})" if diag.message_detail else "")
+    return why if len(why) <= _WHY_LIMIT else f"{why[: _WHY_LIMIT - 40]}... ({len(why)} characters)"

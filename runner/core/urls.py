@@ -152,7 +152,9 @@ def redact_url(raw: str) -> str:
 
 # Inside free text (messages, JSON): a URL's userinfo password, a ?password= / &password= query value,
 # and a libpq keyword string's password=value (a keyword starts the text or follows whitespace).
-_TEXT_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^\s/@:]*:)([^\s/]+)(@)")
+# A scheme starts where no scheme character comes before it: tried once per word, not at every letter
+# (each try scans the word: a long run of letters would otherwise take quadratic time).
+_TEXT_USERINFO = re.compile(r"(?<![A-Za-z0-9+.\-])([A-Za-z][A-Za-z0-9+.\-]*://[^\s/@:]*:)([^\s/]+)(@)")
 _TEXT_QUERY = re.compile(r"([?&](?:password|pass%77ord)=)([^&\s#\"']*)", re.IGNORECASE)
 _TEXT_KEYWORD = re.compile(r"(?<!\S)(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s'\"]+)", re.IGNORECASE)
 # Where a password's own text can show up in a driver's message: as an echoed value, right after a
