@@ -49,7 +49,8 @@ FLOAT_TYPES = ("double precision", "real", "numeric")
 
 
 def shorten(value: Any, limit: int = 60) -> str:
-    text = repr(value)
+    # the repr of a prefix: a value can be many megabytes, its whole repr as large
+    text = repr(value[: 4 * limit] if isinstance(value, str | bytes) else value)
     return (
         text
         if len(text) <= limit
