@@ -37,7 +37,7 @@ from .verify import LONG, RowHasher
 
 WORKERS_ENV = "AGOR_DB_COPY_WORKERS"
 RANGE_ROWS = 4000  # rows per range at most ...
-RANGE_BYTES = 1 << 20  # ... and about this much data (a handful of ranges are in flight: memory stays flat)
+RANGE_BYTES = 2 << 20  # ... and about this much data (a handful of ranges are in flight: memory stays flat)
 MIN_ROWS = 5_000  # smaller tables stay on the single path (a range or two: the workers would not pay)
 IN_FLIGHT = 2  # ranges queued per worker: enough to keep it busy, few enough to keep memory flat
 
