@@ -112,6 +112,6 @@ def test_peak_memory_is_bounded_by_three_times_the_largest_row(tmp_path: Path, p
 
 
 @settings(max_examples=500, deadline=None)
-@given(text=st.text(alphabet=st.sampled_from(list("[:,{} \n-+.eE0123456789a\"")), max_size=40))
+@given(text=st.text(alphabet=st.sampled_from(list('[:,{} \n-+.eE0123456789a"')), max_size=40))
 def test_the_split_exponent_patterns_find_what_the_one_pattern_finds(text: str) -> None:
     assert copy_json._big_exponent(text) == bool(_BIG_EXPONENT.search(text))
