@@ -222,8 +222,10 @@ def may_be_refused_encoded(text: str, raw: bytes | None) -> bool:
         return True
     if raw is None or len(text) > _PIECE:
         return _long_may_be_refused(text)
-    folded = raw.translate(_DIGITS)
-    if (b"e0000" in folded or b"e+0000" in folded) and _big_exponent(text):
+    # Signs deleted as well: one search finds e0000, e+0000 and e-0000 (~1 us/row less on Agor's texts).
+    # Deleting can only join runs of digits, never split one: more texts may get the exact check, none fewer.
+    folded = raw.translate(_DIGITS, b"+-")
+    if b"e0000" in folded and _big_exponent(text):
         return True  # a number with a long exponent (the search skips hex ids such as "3e4512")
     return len(raw) >= len(_ZEROS) and _ZEROS in folded
 
