@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,11 +14,15 @@ from pathlib import Path
 import apsw
 import psycopg
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_copy_baddata import base_source, counts, message
 
 from agor_db.copy import json as copy_json
 
 MB = 1 << 20
+# The rule json._big_exponent applies with two patterns, as one (the reference).
+_BIG_EXPONENT = re.compile(r"(?:^|[\[:,])\s*-?\d+(?:\.\d+)?[eE][-+]?\d{4}")
 
 
 def _one_shot(text: str) -> bool:
@@ -26,7 +31,7 @@ def _one_shot(text: str) -> bool:
     if len(raw) > copy_json._PLAIN_LIMIT:
         return True
     folded = raw.translate(copy_json._DIGITS)
-    if (b"e0000" in folded or b"e+0000" in folded) and copy_json._BIG_EXPONENT.search(text):
+    if (b"e0000" in folded or b"e+0000" in folded) and _BIG_EXPONENT.search(text):
         return True
     return len(raw) >= 1000 and b"0" * 1000 in folded
 
@@ -423,3 +428,9 @@ def test_long_text_values_go_in_pieces_too(tmp_path: Path, pg_db: str, small_pie
         assert row == (True, True, True)
         stripped = conn.execute("SELECT content_preview FROM messages WHERE message_id = 'nul'").fetchone()
     assert stripped == (long_text + " after",)
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=st.text(alphabet=st.sampled_from(list('[:,{} \n-+.eE0123456789a"')), max_size=40))
+def test_the_split_exponent_patterns_find_what_the_one_pattern_finds(text: str) -> None:
+    assert copy_json._big_exponent(text) == bool(_BIG_EXPONENT.search(text))

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from agor_db.copy import parallel
 from agor_db.copy.convert import Policies, converter_for
-from agor_db.copy.json import sent_text
+from agor_db.copy.json import check_sent
 from agor_db.copy.pgbinary import encoder, hashing_encoder
 from agor_db.copy.target import Column
 from agor_db.copy.verify import RowHasher
@@ -277,7 +277,7 @@ def test_hashing_encoder_gives_rowhasher_checksum_and_encoder_bytes(row):
     expected.add(row)
     plain, hashed = bytearray(), bytearray()
     encoder(WIRE)(row, plain)
-    term = hashing_encoder(WIRE, tuple(c.family for c in CONVERTERS), sent_text, 1 << 20)(row, hashed)
+    term = hashing_encoder(WIRE, tuple(c.family for c in CONVERTERS), check_sent, 1 << 20)(row, hashed)
     assert term == expected.total and hashed == plain
 
 

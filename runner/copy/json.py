@@ -180,7 +180,12 @@ def jsonb_loadable(text: str, oracle: Oracle | None = None) -> str:
 
 _DIGITS = bytes.maketrans(b"123456789E-", b"000000000e+")  # digits -> 0, exponent and sign folded
 _ZEROS = b"0" * 1000
-_BIG_EXPONENT = re.compile(r"(?:^|[\[:,])\s*-?\d+(?:\.\d+)?[eE][-+]?\d{4}")
+# A number with an exponent of 4+ digits: r"(?:^|[\[:,])\s*-?\d+(?:\.\d+)?[eE][-+]?\d{4}", as two patterns
+# (one anywhere after "[", ":" or ",", one at the start): re scans for a leading character class far
+# faster than for an alternation with "^" (7 vs 17 us per text here; ~9 % of Agor's texts get this far,
+# their ids fold to "e0000").
+_EXPONENT_AFTER = re.compile(r"[\[:,]\s*-?\d+(?:\.\d+)?[eE][-+]?\d{4}")
+_EXPONENT_FIRST = re.compile(r"\s*-?\d+(?:\.\d+)?[eE][-+]?\d{4}")
 _PLAIN_LIMIT = 1 << 26  # jsonb's limits (2^28 bytes per string or container) are far above this
 
 
@@ -208,15 +213,32 @@ def lone_surrogate(text: str) -> bool:
 def may_be_refused(text: str) -> bool:
     """For a text the copier's SQLite-side test passed (json_valid, no NUL byte, no "\\u0000"): False when
     jsonb surely takes it, True when it needs the exact check (ValueError when it is not even UTF-8)."""
+    return may_be_refused_encoded(text, None if len(text) > _PIECE else text.encode("utf-8"))
+
+
+def may_be_refused_encoded(text: str, raw: bytes | None) -> bool:
+    """may_be_refused, given the text's UTF-8 bytes when they are at hand (a worker encodes every text
+    for the COPY anyway); a text longer than _PIECE is examined in pieces either way."""
     if "\\u" in text and ("\\ud" in text or "\\uD" in text) and lone_surrogate(text):
         return True
-    if len(text) > _PIECE:
+    if raw is None or len(text) > _PIECE:
         return _long_may_be_refused(text)
-    raw = text.encode("utf-8")
-    folded = raw.translate(_DIGITS)
-    if (b"e0000" in folded or b"e+0000" in folded) and _BIG_EXPONENT.search(text):
+    # Signs deleted as well: one search finds e0000, e+0000 and e-0000 (~1 us/row less on Agor's texts).
+    # Deleting can only join runs of digits, never split one: more texts may get the exact check, none fewer.
+    folded = raw.translate(_DIGITS, b"+-")
+    if b"e0000" in folded and _big_exponent(text):
         return True  # a number with a long exponent (the search skips hex ids such as "3e4512")
     return len(raw) >= len(_ZEROS) and _ZEROS in folded
+
+
+def _big_exponent(text: str) -> bool:
+    return _EXPONENT_AFTER.search(text) is not None or _EXPONENT_FIRST.match(text) is not None
+
+
+def check_sent(text: str, raw: bytes) -> None:
+    """``sent_text`` for a text whose UTF-8 bytes ``raw`` are at hand: raises what it raises, returns nothing."""
+    if may_be_refused_encoded(text, raw):
+        sent_text(text)
 
 
 _PIECE = 1 << 20
@@ -237,7 +259,7 @@ def _long_may_be_refused(text: str) -> bool:
         tail = folded[-len(_ZEROS) :]  # a run or an exponent may straddle two pieces
     if size > _PLAIN_LIMIT:
         return True
-    return long_exponent and bool(_BIG_EXPONENT.search(text))
+    return long_exponent and _big_exponent(text)
 
 
 def sent_text(text: str, oracle: Oracle | None = None) -> str:

@@ -294,8 +294,11 @@ class TableLoader:
             f"{quote(c.name)}::text AS {quote(c.name)}" if i in self.json else quote(c.name)
             for i, c in enumerate(self.columns)
         )
+        # Rows up to a page stay in the stage's heap (the default moves values out to TOAST from ~2 KB: each
+        # is then written in pieces, indexed, and put together again by the checksum and by the INSERT).
         self.conn.execute(
-            f"CREATE TEMP TABLE {quote(STAGE)} ON COMMIT DROP AS SELECT {exprs} FROM {quote(self.table)} WITH NO DATA"
+            f"CREATE TEMP TABLE {quote(STAGE)} WITH (toast_tuple_target = 8160) ON COMMIT DROP "
+            f"AS SELECT {exprs} FROM {quote(self.table)} WITH NO DATA"
         )
         for i in self.json:  # staged text is read once: compressing it would only cost CPU
             name = quote(self.columns[i].name)
