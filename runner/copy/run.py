@@ -81,10 +81,23 @@ class _Again(Exception):
 
 
 class CopyInterrupted(AgorDbError):
-    """Ctrl-C (exit 130) or SIGTERM (exit 143) during the copy; everything was rolled back."""
+    """Ctrl-C (exit 130) or SIGTERM (exit 143) during the copy; everything was rolled back, unless the
+    interrupt came while COMMIT was on its way (``committed``: True, or None when that is not known)."""
 
-    def __init__(self, cause: KeyboardInterrupt) -> None:
-        super().__init__(f"{interrupts.describe(cause)}: the copy was rolled back, the target is unchanged")
+    def __init__(self, cause: KeyboardInterrupt, committed: bool | None = False) -> None:
+        how = interrupts.describe(cause)
+        hint = None
+        if committed is None:
+            message = f"{how} during COMMIT: whether the copy was committed is not known"
+            hint = "run the same `agor-db copy` again: 'nothing to do' means the target holds this copy"
+        elif committed:
+            message = (
+                f"{how} during COMMIT, after the commit had gone through: the target holds the copy "
+                f"(recorded in {RUNS_TABLE}; copy again says 'nothing to do')"
+            )
+        else:
+            message = f"{how}: the copy was rolled back, the target is unchanged"
+        super().__init__(message, hint=hint)
         self.exit_code = interrupts.exit_code(cause)
 
 
@@ -393,6 +406,7 @@ class Copier:
         self.workers: Workers | None = None  # set for a writing copy with more than one worker
         self.watch: SnapshotWatch | None = None
         self.utf8_source = False
+        self.started_ms = 0  # this run's started_at in the run table: how it is found after an interrupt
 
     def run(self) -> CopyResult:
         from ..core import migrate as core
@@ -443,7 +457,8 @@ class Copier:
                 self._early_workers(src, pairs)
                 self._copy(src, conn, pairs)
         except KeyboardInterrupt as exc:
-            raise CopyInterrupted(exc) from None
+            committed = self._commit_outcome() if self.doing == "committing" else False
+            raise CopyInterrupted(exc, committed) from None
         finally:
             self._stop_workers()
             src.close()
@@ -451,6 +466,39 @@ class Copier:
             close_target()
         self.result.seconds = time.perf_counter() - started
         return self.result
+
+    def _commit_outcome(self, wait: float = 10.0) -> bool | None:
+        """After an interrupt during COMMIT (a slow disk, a synchronous standby that does not answer): was
+        this copy committed? Asked on a new connection: its run row is there (True), or the interrupted
+        backend is no longer busy and the row is not there (False); None when that cannot be told."""
+        import psycopg
+
+        assert self.target is not None
+        pid = self.target.conn.info.backend_pid
+        deadline = time.monotonic() + wait
+        try:
+            with _connect(self.dst) as probe:
+                probe.autocommit = True
+                while True:
+                    busy = probe.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s AND state = 'active'", (pid,))
+                    still = busy.fetchone() is not None
+                    if self._run_recorded(probe):
+                        return True
+                    if not still:
+                        return False
+                    if time.monotonic() > deadline:
+                        return None
+                    time.sleep(0.1)
+        except (psycopg.Error, AgorDbError):
+            return None
+
+    def _run_recorded(self, conn: Any) -> bool:
+        if conn.execute("SELECT to_regclass(%s)", (RUNS_TABLE,)).fetchone()[0] is None:
+            return False
+        row = conn.execute(
+            f"SELECT 1 FROM {RUNS_TABLE} WHERE source = %s AND started_at = %s", (self.src.display, self.started_ms)
+        ).fetchone()
+        return row is not None
 
     def _open_source(self, newest: int, close_target: Any) -> Any:
         """The main snapshot, after the watch the workers need (parallel.SnapshotWatch: made before it)."""
@@ -586,7 +634,7 @@ class Copier:
     def _copy(self, src: Any, conn: Any, pairs: list[Pair]) -> None:
         import psycopg
 
-        started_ms = now_ms()
+        started_ms = self.started_ms = now_ms()
         self.doing = "starting the copy"
         try:
             with conn.transaction():
