@@ -128,10 +128,14 @@ class Converter:
     def name(self) -> str:
         return self.column.name
 
-    def attention_sql(self) -> str:
-        """True (1) when the value needs the slow path; NULL counts as fine unless the column forbids it."""
+    def attention_sql(self, long_from: int | None = None) -> str:
+        """True (1) when the value needs the slow path; NULL counts as fine unless the column forbids it.
+        With ``long_from``, a text of more bytes skips the tests that read the value (SQLite would hold it
+        whole, and its JSON parse): it is read in pieces and tested there (longtext.py)."""
         c = quote(self.name)
         tests: list[str] = []
+        if long_from is not None:
+            return self._guarded_sql(c, long_from)
         if self.column.not_null:
             tests.append(f"{c} IS NULL")
         if self.family == "bool":
@@ -159,6 +163,13 @@ class Converter:
         elif self.family == "bytea":
             tests.append(f"typeof({c}) NOT IN ('blob', 'null')")
         return "(" + " OR ".join(tests) + ")"
+
+    def _guarded_sql(self, c: str, long_from: int) -> str:
+        content = self.attention_sql()
+        cheap = [f"{c} IS NULL"] if self.column.not_null else []
+        cheap.append(f"typeof({c}) NOT IN ('text', 'null')")
+        # CASE, not AND: SQLite evaluates both sides of an AND, and would read the long value
+        return f"({' OR '.join(cheap)} OR CASE WHEN octet_length({c}) > {long_from} THEN 0 ELSE {content} END)"
 
     def convert(self, value: Any, policies: Policies, oracle: Oracle | None = None) -> Outcome:
         """The exact check: the value to load, the problems, and what a policy changed."""

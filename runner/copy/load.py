@@ -27,7 +27,7 @@ from types import TracebackType
 from typing import Any
 
 from .convert import Converter, binary_copy_types
-from .longtext import LongText
+from .longtext import STREAMED, LongText, TextPieces
 from .pgbinary import ENCODABLE, SIGNATURE, TRAILER, Encoder, encoder
 from .target import Column, quote
 from .verify import Digest, server_digest
@@ -47,7 +47,7 @@ PIECES_AHEAD = 4  # pieces of a long value (longtext.PIECE bytes each) on their 
 class _LongRow:
     """One row whose long values follow as pieces (TableLoader._pieces), in order, each ended by None."""
 
-    frames: list[bytes | LongText]
+    frames: list[bytes | LongText | TextPieces]
 
 
 _Chunk = list[Sequence[Any]] | bytes | bytearray | _LongRow
@@ -57,8 +57,8 @@ class _Stopped(Exception):
     """The main thread stopped while the loader thread waited for a long value's next piece."""
 
 
-def _decoded(value: LongText) -> str:
-    text = value.whole()
+def _decoded(value: LongText | TextPieces) -> str:
+    text = value.text if isinstance(value, TextPieces) else value.whole()
     assert isinstance(text, str)  # the hash checked it is UTF-8 before the row came here
     return text
 
@@ -145,7 +145,7 @@ class TableLoader:
         size = 0
         for i in self.long_cols:
             if (value := row[i]) is not None:
-                if type(value) is LongText:
+                if type(value) in STREAMED:
                     self._add_long(row)
                     return
                 size += len(value)
@@ -158,26 +158,26 @@ class TableLoader:
         """A row with a long value: sent alone, the value in pieces from the source to the COPY (the
         loader thread writes them as they come), never whole here."""
         if self.wire_oids is None:  # no binary form written here for some column: the value read whole
-            self._add(tuple(_decoded(v) if type(v) is LongText else v for v in row))
+            self._add(tuple(_decoded(v) if type(v) in STREAMED else v for v in row))
             return
         self._flush()
         frames = self._frames(row)
         self._put(_LongRow(frames))
         for frame in frames:
-            if type(frame) is LongText:
+            if not isinstance(frame, bytes):
                 for piece in frame.pieces():
                     self._put_piece(piece)
                 self._put_piece(None)
 
-    def _frames(self, row: Sequence[Any]) -> list[bytes | LongText]:
-        """The row as binary COPY data, a LongText in place of each long value's bytes."""
+    def _frames(self, row: Sequence[Any]) -> list[bytes | LongText | TextPieces]:
+        """The row as binary COPY data, the value itself in place of each long value's bytes."""
         assert self.wire_oids is not None
         if self._field_encoders is None:
             self._field_encoders = [encoder((oid,)) for oid in self.wire_oids]
-        frames: list[bytes | LongText] = []
+        frames: list[bytes | LongText | TextPieces] = []
         out = bytearray(struct.pack(">h", len(row)))
         for value, encode in zip(row, self._field_encoders, strict=True):
-            if type(value) is LongText:
+            if type(value) in STREAMED:
                 frames += [bytes(out + struct.pack(">i", value.size)), value]
                 out = bytearray()
             else:

@@ -1,38 +1,30 @@
 """Text and JSON values of many megabytes (Agor's tool outputs), read from the source in pieces, never whole.
 
 A Python str of a text is up to four times its UTF-8 size (one astral character makes every character
-four bytes), and reading a value whole costs SQLite a buffer of its size besides. So the copier's
-SELECT hands over a long value's byte length instead of the value (``select_sql``), and the value
-travels as a ``LongText``: its bytes read straight from SQLite's pages in pieces (``sqlite3_blob``, on
-the pass's own connection, so in its snapshot) — once for the checks and the checksum, once for the
+four bytes), and reading a value whole costs SQLite a buffer of its size besides (and a JSON test, its
+parse). So the copier's SELECT hands over a long value's byte length instead of the value (``select_sql``)
+and tests nothing that reads it (convert.Converter.attention_sql); the value travels as a ``LongText``:
+its bytes read straight from SQLite's pages in pieces (``sqlite3_blob``, on the pass's own connection,
+so in its snapshot) — once to check they are UTF-8 without a NUL byte and to hash them, once for
+PostgreSQL to parse a JSON text (json.JsonOracle.accepts: it decides what jsonb takes), once for the
 COPY (load.py). Only a row the exact check has to look at (bad data, a policy) is read whole.
-
-The checks on the pieces are those of json.may_be_refused, made conservative where a pattern could
-straddle two pieces: a text they cannot clear is parsed by PostgreSQL itself (json.JsonOracle.accepts).
 """
 
 from __future__ import annotations
 
 import codecs
-import re
 from collections.abc import Iterator
 from typing import Any
 
-from .json import _DIGITS, _PLAIN_LIMIT, _ZEROS
 from .target import quote
 
 LONG = 4 << 20  # a value longer than this (in bytes) is read in pieces
 PIECE = 1 << 20
 
-_BIG_EXPONENT = re.compile(rb"(?:^|[\[:,])\s*-?\d+(?:\.\d+)?[eE][-+]?\d{4}")
-_BIG_EXPONENT_INSIDE = re.compile(rb"[\[:,]\s*-?\d+(?:\.\d+)?[eE][-+]?\d{4}")  # past the text's start
-_UNDECIDED = re.compile(rb"[\s\d.+-]*[eE][-+]?\d{4}")
-_OVERLAP = 4096  # bytes of the previous piece searched again with the next one
-
 
 class LongText:
     """A TEXT value of ``size`` bytes in column ``column`` of row ``rowid``, read on demand; ``json``: a JSON
-    column's (its text gets json.may_be_refused's checks; any other only the UTF-8 one)."""
+    column's (PostgreSQL parses it before it is sent)."""
 
     __slots__ = ("column", "json", "rowid", "size", "src", "table")
 
@@ -55,16 +47,37 @@ class LongText:
 
     def whole(self) -> str | bytes:
         """The value read whole: its text, or its bytes when they are not UTF-8 (for the exact check)."""
-        raw = bytearray(self.size)  # one buffer: no list of pieces beside their join
         blob = self.src.blob_open("main", self.table, self.column, self.rowid, False)
         try:
-            blob.read_into(raw)
+            raw: bytes = blob.read()  # one buffer: no list of pieces beside their join
         finally:
             blob.close()
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError:
-            return bytes(raw)
+            return raw
+
+
+class TextPieces:
+    """A long text held as a str (a policy changed it), sent like a LongText: in encoded pieces, so the
+    COPY never needs its whole UTF-8 copy beside it."""
+
+    __slots__ = ("size", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.size = sum(len(piece) for piece in self.pieces())
+
+    def __len__(self) -> int:
+        return self.size
+
+    def pieces(self) -> Iterator[bytes]:
+        step = PIECE // 4  # characters: a piece's UTF-8 is at most PIECE bytes
+        for i in range(0, len(self.text), step):
+            yield self.text[i : i + step].encode("utf-8")
+
+
+STREAMED = (LongText, TextPieces)  # the values a table's loader sends in pieces
 
 
 def select_sql(column: str) -> tuple[str, str]:
@@ -76,37 +89,17 @@ def select_sql(column: str) -> tuple[str, str]:
 
 
 class PieceCheck:
-    """json.may_be_refused fed piece by piece: ``feed`` each piece (UnicodeDecodeError when the bytes are
-    not UTF-8), then ``finish`` says whether PostgreSQL has to parse the text to be sure it takes it."""
+    """What a long value's pieces must be before they are hashed and sent: UTF-8 (``feed`` raises
+    UnicodeDecodeError) without a NUL byte (ValueError). The rest of what jsonb takes is PostgreSQL's
+    own parse of the pieces (RowHasher._long): SQLite's tests would hold the value whole."""
 
     def __init__(self) -> None:
         self._utf8 = codecs.getincrementaldecoder("utf-8")("strict")
-        self._tail = self._tail_raw = b""  # the previous piece's end: a pattern may straddle the seam
-        self.size = 0
-        self.suspect = False
 
     def feed(self, piece: bytes) -> None:
         self._utf8.decode(piece)
-        self.size += len(piece)
-        if not self.suspect:
-            self.suspect = self._suspect(piece)
-        self._tail_raw = piece[-_OVERLAP:]
-        self._tail = self._tail_raw.translate(_DIGITS)
+        if b"\x00" in piece:
+            raise ValueError("a NUL byte")
 
-    def _suspect(self, piece: bytes) -> bool:
-        folded = self._tail + piece.translate(_DIGITS)
-        if _ZEROS in folded or b"\\ud" in folded or b"\\uD" in folded:
-            return True  # a run of digits numeric may not hold; a surrogate escape that may be lone
-        if b"e0000" not in folded and b"e+0000" not in folded:
-            return False
-        # A long exponent, unless it is no number (a hex id in a string). The number's start is searched
-        # in the previous piece's end too; a run of digits or spaces reaching back past that, which
-        # cannot be told from a number's start, leaves the decision to the server.
-        region = self._tail_raw + piece
-        if not self._tail_raw:
-            return _BIG_EXPONENT.search(region) is not None
-        return _BIG_EXPONENT_INSIDE.search(region) is not None or _UNDECIDED.match(region) is not None
-
-    def finish(self) -> bool:
+    def finish(self) -> None:
         self._utf8.decode(b"", final=True)
-        return self.suspect or self.size > _PLAIN_LIMIT

@@ -29,11 +29,11 @@ from ..core import interrupts
 from ..core.errors import AgorDbError, DatabaseError, DatabaseUnavailable, UsageError, one_line
 from ..core.plan import make_plan
 from ..core.urls import DatabaseUrl, redact
-from . import parallel
+from . import longtext, parallel
 from .convert import Bytes, Converter, Issue, Policies, converter_for, shorten
 from .json import JsonOracle
 from .load import TableLoader
-from .longtext import LongText, select_sql
+from .longtext import LongText, TextPieces, select_sql
 from .parallel import RangeDone, RangeTask, SnapshotWatch, Workers, split, worker_count
 from .scan import Report, duplicate_sql, key_text, orphan_sql, row_ident_sql, unique_keys_to_check
 from .target import RUNS_TABLE, Pair, Table, match, quote, read_source, read_target
@@ -1035,8 +1035,9 @@ class TablePass:
         self.pk_idx = [self.names.index(c) for c in self.pk]
         self.fks = [fk for fk in table.foreign_keys if all(c in self.names for c in fk.columns)]
         orphan_tests = [orphan_sql(table, fk.columns, fk.ref_table, fk.ref_columns) for fk in self.fks]
-        self.flag = " OR ".join([c.attention_sql() for c in self.convs] + orphan_tests) or "0"
         self.long_cols = self._long_columns(copier.utf8_source)
+        tests = [c.attention_sql(longtext.LONG if i in self.long_cols else None) for i, c in enumerate(self.convs)]
+        self.flag = " OR ".join(tests + orphan_tests) or "0"
         self.order = "rowid" if source.has_rowid else ", ".join(quote(c) for c in self.pk) or "rowid"
         self.ident = row_ident_sql(source, self.pk)
         # Parents a policy dropped rows from: children pointing at them are orphans too (live sets).
@@ -1129,8 +1130,8 @@ class TablePass:
             return None
         table = quote(self.source.name)
         lo, hi = self.src.execute(f"SELECT min(rowid), max(rowid) FROM {table}").fetchone()
-        size = " + ".join(f"coalesce(length(CAST({quote(n)} AS BLOB)), 0)" for n in self.names)
-        (row_bytes,) = self.src.execute(f"SELECT avg({size}) FROM (SELECT * FROM {table} LIMIT 1000)").fetchone()
+        size = " + ".join(f"coalesce(octet_length({quote(n)}), 0)" for n in self.names)  # reads no value
+        (row_bytes,) = self.src.execute(f"SELECT avg(s) FROM (SELECT {size} AS s FROM {table} LIMIT 1000)").fetchone()
         query = self._query(upto=True)
         oids = self.loader.wire_oids
         per_range = parallel.rows_per_range(row_bytes or 0.0)
@@ -1212,11 +1213,13 @@ class TablePass:
         or a problem was reported (the row is then neither hashed nor written)."""
         c = self.copier
         problems = c.report.problem_count
-        if self.long_cols:  # the exact check reads a long value whole (only bad data and policies come here)
+        long_ = self.long_cols and any(type(v) is LongText for v in row)
+        if long_:  # the exact check reads a long value whole (only bad data and policies come here)
             row = tuple(_whole(v) if type(v) is LongText else v for v in row)
         values = c._slow(
             self.src, self.pair, self.convs, self.fks, self.pk, self.pk_idx, row, c.options.policies, self.drop_rowids
         )
+        row = ()  # a long value read whole is not kept beside what the policy made of it
         self.writing = c.writing and c.report.ok
         if values is None:
             self.result.dropped_rows += 1
@@ -1224,6 +1227,8 @@ class TablePass:
         if c.report.problem_count != problems:
             return None
         self.hasher.add(values)  # the exact check passed these values: an error here is a bug, not bad data
+        if long_:  # sent in pieces, not encoded whole beside the text (load.py)
+            values = tuple(TextPieces(v) if type(v) is str and len(v) > longtext.LONG else v for v in values)
         return values
 
     def hash(self, values: tuple[Any, ...]) -> bool:

@@ -75,17 +75,18 @@ class RowHasher:
         return h.digest()
 
     def _long(self, h: Any, value: LongText) -> None:
-        """A text read in pieces: hashed as it is sent, after the checks sent_text makes of a JSON text (the
-        same errors: ValueError when jsonb would refuse it or it is not UTF-8)."""
+        """A text read in pieces: hashed as it is sent, after the checks that make it one PostgreSQL takes
+        (ValueError when it is not UTF-8, holds a NUL byte, or is JSON that jsonb refuses)."""
         check = PieceCheck()
         h.update(b"\x01")
         for piece in value.pieces():
             check.feed(piece)
             h.update(piece)
         h.update(b"\x00")
-        if check.finish() and value.json:
+        check.finish()
+        if value.json:
             if not isinstance(self._oracle, JsonOracle):
-                raise JsonRefused("a long text that may be refused needs PostgreSQL's check")
+                raise JsonRefused("a long JSON text needs PostgreSQL's check")
             self._oracle.accepts(value)
 
     def merge(self, rows: int, total: int) -> None:
