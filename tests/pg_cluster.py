@@ -60,24 +60,34 @@ class Cluster:
         self.pg_ctl(name, "-o", f"-k {self.root} -c listen_addresses='' -p {port} -c fsync=off", "start")
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
-    c = Cluster(Path(tempfile.mkdtemp(prefix="agorcl")), _bin_dir(), _as_server_user())
+def start_primary(port: int, prefix: str = "agorcl") -> Cluster:
+    """A fresh server of its own in a private temp dir ("primary"), listening on ``port`` there."""
+    c = Cluster(Path(tempfile.mkdtemp(prefix=prefix)), _bin_dir(), _as_server_user())
     if c.prefix:
         shutil.chown(c.root, "pgserver", "pgserver")
     c.root.chmod(0o700)
     c.run("initdb", "-D", str(c.root / "primary"), "-U", "postgres", "-A", "trust", "--no-sync", "-N")
-    c.start("primary", PRIMARY_PORT)
-    c.run(
-        "pg_basebackup", "-h", str(c.root), "-p", str(PRIMARY_PORT), "-U", "postgres",
-        "-D", str(c.root / "standby"), "-R", "-X", "stream",
-    )  # fmt: skip
-    c.start("standby", STANDBY_PORT)
-    yield c
-    for name in ("standby", "primary"):
+    c.start("primary", port)
+    return c
+
+
+def stop_all(c: Cluster, *names: str) -> None:
+    for name in names:
         subprocess.run(
             [*c.prefix, str(c.bin / "pg_ctl"), "-D", str(c.root / name), "-m", "immediate", "stop"],
             capture_output=True,
             timeout=60,
         )
     shutil.rmtree(c.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    c = start_primary(PRIMARY_PORT)
+    c.run(
+        "pg_basebackup", "-h", str(c.root), "-p", str(PRIMARY_PORT), "-U", "postgres",
+        "-D", str(c.root / "standby"), "-R", "-X", "stream",
+    )  # fmt: skip
+    c.start("standby", STANDBY_PORT)
+    yield c
+    stop_all(c, "standby", "primary")

@@ -8,18 +8,16 @@ locally) and the copy must not claim it rolled back.
 
 from __future__ import annotations
 
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
-from pg_cluster import Cluster, _as_server_user, _bin_dir
+from pg_cluster import Cluster, start_primary, stop_all
 from test_copy_baddata import base_source, message
 
 PORT = 54041
@@ -27,19 +25,9 @@ PORT = 54041
 
 @pytest.fixture(scope="module")
 def primary() -> Iterator[Cluster]:
-    c = Cluster(Path(tempfile.mkdtemp(prefix="agorsync")), _bin_dir(), _as_server_user())
-    if c.prefix:
-        shutil.chown(c.root, "pgserver", "pgserver")
-    c.root.chmod(0o700)
-    c.run("initdb", "-D", str(c.root / "primary"), "-U", "postgres", "-A", "trust", "--no-sync", "-N")
-    c.start("primary", PORT)
+    c = start_primary(PORT, "agorsync")
     yield c
-    subprocess.run(
-        [*c.prefix, str(c.bin / "pg_ctl"), "-D", str(c.root / "primary"), "-m", "immediate", "stop"],
-        capture_output=True,
-        timeout=60,
-    )
-    shutil.rmtree(c.root, ignore_errors=True)
+    stop_all(c, "primary")
 
 
 def _wait_for_syncrep(admin: str, timeout: float = 60) -> int:
