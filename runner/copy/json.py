@@ -15,9 +15,11 @@ import re
 import struct
 from collections.abc import Callable, Iterator
 from decimal import Decimal
-from functools import partial
 from operator import itemgetter
 from typing import Any, Protocol
+
+from .longtext import TextPieces
+from .pgbinary import SIGNATURE, TRAILER
 
 # numeric's limits (src/include/utils/numeric.h): at most 131072 digits before the decimal point and
 # 16383 after it. Checked on the parsed exponent, before any decimal expansion (``1e999999999``).
@@ -242,7 +244,6 @@ def check_sent(text: str, raw: bytes) -> None:
 
 
 _PIECE = 1 << 20
-_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8  # signature, flags, header extension length
 
 
 def _long_may_be_refused(text: str) -> bool:
@@ -388,19 +389,15 @@ class JsonOracle:
 
         if self._conn is None:
             self._conn = self._connect()
-        pieces: Callable[[], Iterator[bytes]]
-        if isinstance(text, str):
-            pieces, size = partial(_encoded_pieces, text), sum(len(p) for p in _encoded_pieces(text))
-        else:
-            pieces, size = text.pieces, text.size
+        value = TextPieces(text) if isinstance(text, str) else text
         try:
             with self._conn.transaction():
                 self._conn.execute("CREATE TEMP TABLE agor_db_json_probe (t text) ON COMMIT DROP")
                 with self._conn.cursor().copy("COPY agor_db_json_probe (t) FROM STDIN (FORMAT BINARY)") as copy:
-                    copy.write(_COPY_HEADER + struct.pack("!hi", 1, size))
-                    for piece in pieces():
+                    copy.write(SIGNATURE + struct.pack("!hi", 1, value.size))
+                    for piece in value.pieces():
                         copy.write(piece)
-                    copy.write(struct.pack("!h", -1))
+                    copy.write(TRAILER)
                 self._conn.execute("SELECT t::jsonb IS NULL FROM agor_db_json_probe")
         except psycopg.Error as exc:
             if (exc.sqlstate or "")[:2] not in ("22", "54"):  # data exception, program limit exceeded
@@ -414,16 +411,11 @@ class JsonOracle:
 
 
 class Pieces(Protocol):
-    """A text given as its UTF-8 bytes in pieces, ``size`` bytes in all (longtext.LongText)."""
+    """A text given as its UTF-8 bytes in pieces, ``size`` bytes in all (longtext.LongText, TextPieces)."""
 
     size: int
 
     def pieces(self) -> Iterator[bytes]: ...
-
-
-def _encoded_pieces(text: str) -> Iterator[bytes]:
-    for i in range(0, len(text), _PIECE):
-        yield text[i : i + _PIECE].encode("utf-8")
 
 
 _WHY_LIMIT = 200  # PostgreSQL's detail quotes the offending token: of a long value, as long as it is

@@ -296,8 +296,14 @@ def _plain_path(text: str, source: str) -> DatabaseUrl:
     return _sqlite(text, text, source)
 
 
-_ENV_PARTS = {"PGHOST": "host", "PGHOSTADDR": "hostaddr", "PGPORT": "port", "PGDATABASE": "dbname", "PGUSER": "user"}
-_ENV_PARTS["PGSERVICE"] = "service"
+_ENV_PARTS = {
+    "PGHOST": "host",
+    "PGHOSTADDR": "hostaddr",
+    "PGPORT": "port",
+    "PGDATABASE": "dbname",
+    "PGUSER": "user",
+    "PGSERVICE": "service",
+}
 
 
 def env_parts(url: DatabaseUrl, env: Mapping[str, str] | None = None) -> list[str]:
