@@ -60,7 +60,7 @@ def postgres_schema(server: DatabaseUrl, root: Path, kinds: Any, top: str = "") 
                 hint="check needs a role allowed to create databases (CREATEDB) on that server",
             ) from None
         except KeyboardInterrupt:
-            _drop(admin, name)  # the server may have finished the CREATE before the cancel reached it
+            _drop(admin, name, server)  # the server may have finished the CREATE before the cancel reached it
             raise
         try:
             conninfo = make_conninfo(server.conninfo, dbname=name)
@@ -72,21 +72,29 @@ def postgres_schema(server: DatabaseUrl, root: Path, kinds: Any, top: str = "") 
             finally:
                 conn.close()
         finally:
-            _drop(admin, name)
+            _drop(admin, name, server)
     finally:
         admin.close()
 
 
-def _drop(admin: Any, name: str) -> None:
+def _drop(admin: Any, name: str, server: DatabaseUrl) -> None:
     """Drop the scratch database, also when Ctrl-C or SIGTERM cancelled the first attempt.
 
     A stop request that lands while the DROP runs cancels it on the server; without a second
-    attempt the scratch database would stay behind on the user's server. The SIGTERM handler
-    ignores further SIGTERMs, so the second attempt runs to its end.
+    attempt the scratch database would stay behind on the user's server. The second attempt goes
+    on a new connection: the interrupted one may still be busy with the cancelled command ("another
+    command is already in progress"). The SIGTERM handler ignores further SIGTERMs, so it runs to
+    its end.
     """
+    from ..drivers.postgres import connect
+
     drop = f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
     try:
         admin.execute(drop)
     except KeyboardInterrupt:
-        admin.execute(drop)
+        again = connect(server)
+        try:
+            again.execute(drop)
+        finally:
+            again.close()
         raise
