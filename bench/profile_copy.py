@@ -1,25 +1,27 @@
-"""Where `agor-db copy` spends its time per row, part by part (for issue 15).
+"""Where `agor-db copy` spends its CPU per row, part by part, on both sides (for issue 15).
 
-    python bench/profile_copy.py /tmp/agor-bench-small-50000.db           # on a pgserver of its own
-    python bench/profile_copy.py SOURCE --pyinstrument /tmp/copy.html     # also one real copy, profiled
+    python bench/profile_copy.py /tmp/agor-bench-small-200000.db          # on a pgserver of its own
+    python bench/profile_copy.py SOURCE --pyinstrument /tmp/copy.html     # also the main process profiled
 
-Each part of the copier's per-row path is timed on its own pass over the same rows, with the copier's
-own building blocks (the same query with its SQLite-side tests, RowHasher, binary_copy_types, the
-queued COPY writer), so the parts add up to roughly what the real pass costs:
+One real copy runs first, in-process (its wall, phases, and the CPU of the main process and of its
+worker processes); the range tasks it handed its workers are kept. Then every table the workers read
+is taken apart on the same rows, with the copier's own building blocks:
 
-  step       SQLite step + apsw's conversion to Python objects (plain ``SELECT rowid, cols``)
-  checks     the extra cost of the inline SQLite tests (the copier's query minus ``step``)
-  loop       the copier's per-row Python on the fast path (flag test, slicing, counters)
-  canonical  the row's canonical text for the checksum (JSON parsed and re-printed as jsonb prints it)
-  hash       UTF-8 encoding of that text, md5, the 64-bit sum
-  write_row  psycopg's dumpers and COPY buffer building in the main thread (binary COPY)
+client (a worker's per-row path; ``time.thread_time``):
+  step        SQLite step + apsw's conversion to Python objects (plain ``SELECT rowid, cols``)
+  selects     the worker query's column expressions (long values replaced by their length)
+  tests       the query's flag: the inline SQLite tests (NUL bytes, types, ranges, json_valid, orphans)
+  encode      binary COPY encoding alone (pgbinary.encoder)
+  hash        the checksum in the same pass (pgbinary.hashing_encoder minus encode and the JSON check)
+  json check  the JSON pre-check (json.check_sent: numbers and escapes jsonb may refuse)
+  range       a whole range as a worker reads it (parallel._range): what the parts should add up to
 
-Client parts are main-thread CPU (``time.thread_time``); the COPY writer thread's socket work is not
-in them. Server parts are CPU of the PostgreSQL backend (``/proc/<pid>/stat`` of ``pg_backend_pid()``,
-so only with the server on this machine): COPY into index-less tables, the index and FK rebuild, and
-the verification query (``copy_verify.server_digest_sql``). Then one real copy runs in-process, and
-its main thread's CPU during the pass (between the first table_start and the last table_done) is the
-figure the parts should add up to. Alternatives for the JSON part are timed on the same texts.
+server (CPU of the backend, ``/proc/<pid>/stat`` of ``pg_backend_pid()``: the server must be local),
+for a table with JSON, chunk by chunk as load.TableLoader does it:
+  stage COPY  the binary COPY into the staging table (JSON as text)
+  checksum    the server's checksum of the staged rows (verify.server_digest_sql)
+  INSERT      ``INSERT INTO table SELECT ..., col::jsonb FROM stage`` (jsonb parse, heap, primary key)
+  direct COPY for comparison: the same rows COPYed straight into the table as jsonb (the bare bound's way)
 """
 
 from __future__ import annotations
@@ -28,19 +30,20 @@ import argparse
 import gc
 import json
 import os
+import resource
 import shutil
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from hashlib import md5
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 TICK = os.sysconf("SC_CLK_TCK")
-ROWID_MIN = -(2**63)
+CLIENT = ("step", "selects", "tests", "encode", "hash", "json check")
+SERVER = ("stage COPY", "checksum", "INSERT")
 
 
 def proc_cpu(pid: int) -> float:
@@ -49,246 +52,211 @@ def proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-def timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:
-    """(main-thread CPU s, wall s, result)."""
-    gc.collect()
-    c0, w0 = time.thread_time(), time.perf_counter()
-    out = fn()
-    return time.thread_time() - c0, time.perf_counter() - w0, out
+def thread_cpu(fn: Callable[[], Any], repeat: int = 2) -> float:
+    """The least main-thread CPU of ``repeat`` runs of ``fn`` (the cyclic collector off, as in a worker)."""
+    best = float("inf")
+    for _ in range(repeat):
+        gc.collect()
+        gc.disable()
+        try:
+            t0 = time.thread_time()
+            fn()
+            best = min(best, time.thread_time() - t0)
+        finally:
+            gc.enable()
+    return best
 
 
-def drain(rows: Iterator[Any]) -> int:
-    return sum(1 for _ in rows)
+def drain(rows: Iterator[Any]) -> None:
+    for _ in rows:
+        pass
 
 
-class Tally:
-    def __init__(self) -> None:
-        self.parts: dict[str, float] = {}
-        self.extra: dict[str, float] = {}
-        self.rows = 0
-        self.server_copy = 0.0
-
-    def add(self, part: str, cpu: float, into: str = "parts") -> None:
-        d = self.parts if into == "parts" else self.extra
-        d[part] = d.get(part, 0.0) + cpu
-
-
-def fast_path(rows: list[Any]) -> list[Any]:
-    """The copier's per-row Python on the fast path, without hashing and writing."""
-    out = []
-    last = 0
-    for seen, row in enumerate(rows, 1):
-        if seen % 2000 == 0:
-            pass
-        last = row[0]
-        examined = bool(row[-1] or last is None)
-        if not examined:
-            out.append(row[1:-1])
-    return out
-
-
-def json_alternatives(tally: Tally, texts: list[str]) -> None:
-    """What the JSON part costs with other means, on the same texts."""
-    from json import dumps, loads
-
-    from agor_db.copy.convert import _DECODER, jsonb_text
-
-    for label, fn in (
-        ("json: C loads only (no hooks)", lambda: [loads(t) for t in texts]),
-        ("json: C loads + C dumps", lambda: [dumps(loads(t), ensure_ascii=False) for t in texts]),
-        ("json: decode with jsonb hooks", lambda: [_DECODER.decode(t) for t in texts]),
-        ("json: jsonb_text (decode+encode)", lambda: [jsonb_text(t) for t in texts]),
-        ("json: md5 of the raw text", lambda: [md5(t.encode(), usedforsecurity=False).digest() for t in texts]),
-    ):
-        tally.add(label, timed(fn)[0], "extra")
-
-
-def table_parts(src: Any, pg: Any, pair: Any, tally: Tally) -> None:
-    from agor_db.copy.convert import binary_copy_types, converter_for
-    from agor_db.copy.load import _writer
-    from agor_db.copy.scan import orphan_sql
-    from agor_db.copy.target import quote
-    from agor_db.copy.verify import RowHasher
-
-    table, source = pair.target, pair.source
-    convs = tuple(converter_for(c, table.name) for c in pair.columns)
-    names = [c.name for c in pair.columns]
-    cols = ", ".join(quote(n) for n in names)
-    fks = [fk for fk in table.foreign_keys if all(c in names for c in fk.columns)]
-    json_tests = [c.attention_sql() for c in convs if c.family == "json"]
-    orphan_tests = [orphan_sql(table, fk.columns, fk.ref_table, fk.ref_columns) for fk in fks]
-    flag = " OR ".join([c.attention_sql() for c in convs] + orphan_tests) or "0"
-    body = f"FROM {quote(source.name)} WHERE rowid > ? ORDER BY rowid"
-    step, _, _ = timed(lambda: drain(src.execute(f"SELECT rowid, {cols}, 0 {body}", (ROWID_MIN,))))
-    tally.add("step", step)
-    tally.add(
-        "checks", timed(lambda: drain(src.execute(f"SELECT rowid, {cols}, ({flag}) {body}", (ROWID_MIN,))))[0] - step
-    )
-    for label, tests in (("checks: json_valid alone", json_tests), ("checks: orphan tests alone", orphan_tests)):
-        if tests:
-            test = f"SELECT rowid, {cols}, ({' OR '.join(tests)}) {body}"
-            tally.add(label, timed(lambda sql=test: drain(src.execute(sql, (ROWID_MIN,))))[0] - step, "extra")
-    rows: list[Any] = list(src.execute(f"SELECT rowid, {cols}, ({flag}) {body}", (ROWID_MIN,)))
-    tally.rows += len(rows)
-    cpu, _, values = timed(lambda: fast_path(rows))
-    tally.add("loop", cpu)
-    row_text = RowHasher(convs)._row_text
-    cpu, _, texts = timed(lambda: [row_text(v) for v in values])
-    tally.add("canonical", cpu)
-    json_alternatives(tally, [v[i] for v in values for i, c in enumerate(convs) if c.family == "json" and v[i]])
-
-    def hash_all(texts: list[str] = texts) -> int:
-        total = 0
-        for t in texts:
-            total += int.from_bytes(md5(t.encode("utf-8"), usedforsecurity=False).digest()[:8], "big", signed=True)
-        return total
-
-    tally.add("hash", timed(hash_all)[0])
-    del texts
-    cur = pg.cursor()
-    binary = binary_copy_types(cur.adapters, pair.columns, pg.info.encoding)
-    fmt = " (FORMAT BINARY)" if binary else ""
-
-    def copy_all() -> None:
-        with cur.copy(f"COPY {quote(table.name)} ({cols}) FROM STDIN{fmt}", writer=_writer(cur)) as cp:
-            if binary:
-                cp.set_types(binary)
-            write_row = cp.write_row
-            for v in values:
-                write_row(v)
-
-    s0 = proc_cpu(pg.info.backend_pid)
-    tally.add("write_row", timed(copy_all)[0])
-    tally.server_copy += proc_cpu(pg.info.backend_pid) - s0
-    values.clear()  # free the materialised rows before the streaming pass
-    rows.clear()
-    hasher = RowHasher(convs)
-    add = hasher.add
-    pg.execute(f"CREATE TEMP TABLE fused (LIKE {quote(table.name)})")
-
-    def fused() -> None:
-        """All parts in one streaming pass, as the copier interleaves them (into a constraint-less temp table)."""
-        with cur.copy(f"COPY fused ({cols}) FROM STDIN{fmt}", writer=_writer(cur)) as cp:
-            if binary:
-                cp.set_types(binary)
-            write_row = cp.write_row
-            for row in src.execute(f"SELECT rowid, {cols}, ({flag}) {body}", (ROWID_MIN,)):
-                if not row[-1]:
-                    values = row[1:-1]
-                    add(values)
-                    write_row(values)
-
-    tally.add("all parts in one streaming pass", timed(fused)[0], "extra")
-    pg.execute("DROP TABLE fused")
-
-
-def server_parts(pg: Any, pairs: list[Any]) -> dict[str, float]:
-    """Backend CPU of the index/FK rebuild and of the verification queries."""
-    from agor_db.copy.convert import converter_for
-    from agor_db.copy.target import quote
-    from agor_db.copy.verify import server_digest_sql
-
-    pid = pg.info.backend_pid
-    s0 = proc_cpu(pid)
-    for p in pairs:
-        for ix in p.target.indexes:
-            pg.execute(ix.definition)
-    for p in pairs:
-        for fk in p.target.foreign_keys:
-            pg.execute(f"ALTER TABLE {quote(fk.table)} ADD CONSTRAINT {quote(fk.name)} {fk.definition}")
-    s1 = proc_cpu(pid)
-    for p in pairs:
-        pg.execute(server_digest_sql(p.target.name, tuple(converter_for(c, p.target.name) for c in p.columns)))
-    return {"rebuild": s1 - s0, "verify": proc_cpu(pid) - s1}
-
-
-def measure_parts(source: Path, url: str) -> tuple[Tally, dict[str, float]]:
-    import apsw
-    import psycopg
-
-    from agor_db.copy.target import match, quote, read_source, read_target
-
-    src = apsw.Connection(str(source), flags=apsw.SQLITE_OPEN_READONLY)
-    src.execute("BEGIN")
-    tally = Tally()
-    with psycopg.connect(url) as pg:
-        pairs = [p for p in match(read_target(pg), read_source(src)) if p.source is not None]
-        for p in pairs:
-            for fk in p.target.foreign_keys:
-                pg.execute(f"ALTER TABLE {quote(fk.table)} DROP CONSTRAINT {quote(fk.name)}")
-        for p in pairs:
-            for ix in p.target.indexes:
-                pg.execute(f"DROP INDEX {quote(ix.name)}")
-        for p in pairs:
-            table_parts(src, pg, p, tally)
-        server = server_parts(pg, pairs)
-        pg.rollback()
-    src.close()
-    return tally, server
-
-
-def real_copy(source: Path, url: str, profile: Path | None) -> dict[str, Any]:
-    """One real copy in-process; the main thread's CPU during the pass, the phases."""
+def real_copy(source: Path, url: str, profile: Path | None) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """One copy in-process: its figures, and the range tasks its workers were given, per table."""
+    from agor_db.copy import parallel
     from agor_db.copy.run import CopyOptions, Progress, copy
     from agor_db.core.source import bundled_sql_root
     from agor_db.core.urls import parse_url
 
-    marks: dict[str, float] = {}
+    tasks: dict[str, list[Any]] = {}
+    run = parallel.Workers.run
 
-    class Marks(Progress):
-        def table_start(self, table: str, total: int) -> None:
-            marks.setdefault("start", time.thread_time())
+    def keep(self: Any, table: str, given: Any) -> Any:
+        tasks[table] = list(given)
+        return run(self, table, tasks[table])
 
-        def table_done(self, table: str, rows: int, seconds: float) -> None:
-            marks["done"] = time.thread_time()
-
+    parallel.Workers.run = keep  # type: ignore[method-assign]
     profiler: Any = None
     if profile is not None:
         from pyinstrument import Profiler
 
         profiler = Profiler(interval=0.001)
         profiler.start()
+    own, workers = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     w0 = time.perf_counter()
-    result = copy(parse_url(str(source)), parse_url(url), bundled_sql_root(), CopyOptions(), Marks())
+    try:
+        result = copy(parse_url(str(source)), parse_url(url), bundled_sql_root(), CopyOptions(), Progress())
+    finally:
+        parallel.Workers.run = run  # type: ignore[method-assign]
     wall = time.perf_counter() - w0
+    own2, workers2 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     if profiler is not None:
         profiler.stop()
         assert profile is not None
         profile.write_text(profiler.output_html())
         print(profiler.output_text(unicode=False, show_all=False)[:8000])
-    return {"wall": wall, "pass_cpu": marks["done"] - marks["start"], "phases": result.phases}
+    figures = {
+        "wall": wall,
+        "main_cpu": own2.ru_utime + own2.ru_stime - own.ru_utime - own.ru_stime,
+        "workers_cpu": workers2.ru_utime + workers2.ru_stime - workers.ru_utime - workers.ru_stime,
+        "phases": result.phases,
+        "worker_rows": sum(t.worker_rows for t in result.tables),
+    }
+    return figures, tasks
 
 
-def report(source: Path, tally: Tally, server: dict[str, float], real: dict[str, Any]) -> None:
-    n = tally.rows
-    client = sum(tally.parts.values())
-    print(f"source {source}: {n} rows; load average {os.getloadavg()[0]:.1f}")
-    print(f"{'client part':<34} {'CPU s':>7} {'%':>6} {'us/row':>8}")
-    for k, v in tally.parts.items():
-        print(f"{k:<34} {v:>7.2f} {100 * v / client:>6.1f} {1e6 * v / n:>8.1f}")
-    print(f"{'sum of the parts':<34} {client:>7.2f} {100.0:>6.1f} {1e6 * client / n:>8.1f}")
-    for k, v in tally.extra.items():
-        print(f"  {k:<32} {v:>7.2f} {'':>6} {1e6 * v / n:>8.1f}")
-    print(
-        f"server backend CPU: COPY {tally.server_copy:.2f} s ({1e6 * tally.server_copy / n:.1f} us/row), "
-        f"index+FK rebuild {server['rebuild']:.2f} s, verification {server['verify']:.2f} s "
-        f"({1e6 * server['verify'] / n:.1f} us/row)"
+def client_parts(src: Any, tasks: list[Any]) -> tuple[int, dict[str, float]]:
+    """A worker's per-row CPU by part over the table's ranges: (rows, seconds per part)."""
+    from agor_db.copy import parallel
+    from agor_db.copy.json import check_sent
+    from agor_db.copy.longtext import LONG
+    from agor_db.copy.pgbinary import encoder, hashing_encoder
+
+    query = tasks[0].query
+    head, _, tail = query.rpartition(" FROM ")  # the tests' subqueries have FROMs of their own
+    flag_at = head.index(", (")  # the flag, the last column, is the first to open with "("
+    names = [f'"{c.name}"' for c in tasks[0].converters]
+    plain = f"SELECT rowid, {', '.join(names)}, 0 FROM {tail}"
+    selects = f"{head[:flag_at]}, 0 FROM {tail}"
+
+    def each(sql: str) -> Callable[[], None]:
+        return lambda: [drain(src.execute(sql, (t.lo, t.hi))) for t in tasks]  # type: ignore[func-returns-value]
+
+    rows = [r[1:-1] for t in tasks for r in src.execute(plain, (t.lo, t.hi))]
+    oids, families = tasks[0].oids, tuple(c.family for c in tasks[0].converters)
+    cpu = {"step": thread_cpu(each(plain))}
+    cpu["selects"] = thread_cpu(each(selects)) - cpu["step"]
+    cpu["tests"] = thread_cpu(each(query)) - cpu["step"] - cpu["selects"]
+    if oids:
+        encode, unchecked = encoder(oids), hashing_encoder(oids, families, lambda text, raw: None, LONG)
+        cpu["encode"] = thread_cpu(lambda: [encode(r, bytearray()) for r in rows])  # type: ignore[func-returns-value]
+        cpu["hash"] = thread_cpu(lambda: [unchecked(r, bytearray()) for r in rows]) - cpu["encode"]
+        texts = [(r[i], r[i].encode()) for r in rows for i, f in enumerate(families) if f == "json" and r[i]]
+        cpu["json check"] = thread_cpu(lambda: [check_sent(t, b) for t, b in texts])  # type: ignore[func-returns-value]
+    tables: dict[str, Any] = {}
+    cpu["range"] = thread_cpu(lambda: [parallel._range(src, t, tables) for t in tasks])
+    return len(rows), cpu
+
+
+def server_parts(src: Any, url: str, table: str, tasks: list[Any]) -> dict[str, float]:
+    """The backend's CPU for the table's rows, chunk by chunk as TableLoader loads them, and COPYed directly."""
+    import psycopg
+
+    from agor_db.copy import parallel
+    from agor_db.copy.load import STAGE, TableLoader
+    from agor_db.copy.pgbinary import SIGNATURE, TRAILER
+    from agor_db.copy.target import quote
+    from agor_db.copy.verify import server_digest_sql
+
+    converters = tasks[0].converters
+    cpu = dict.fromkeys((*SERVER, "direct COPY"), 0.0)
+    with psycopg.connect(url) as pg:
+        pid = pg.info.backend_pid
+        columns = tuple(c.column for c in converters)  # the target's columns the copy fills
+        names = ", ".join(quote(c.name) for c in columns)
+        _bare(pg, table)
+        loader = TableLoader(pg, table, columns, converters)
+        loader._create_stage()
+        stage_names = ", ".join(quote(c.name) for c in loader.staged_columns)
+        exprs = ", ".join(f"{quote(c.name)}::{c.type}" if c.type == "jsonb" else quote(c.name) for c in columns)
+        tables: dict[str, Any] = {}
+        for task in tasks:
+            done = parallel._range(src, task, tables)
+            if done.data is None:
+                continue
+            t0 = proc_cpu(pid)
+            with pg.cursor().copy(f"COPY {quote(STAGE)} ({stage_names}) FROM STDIN (FORMAT BINARY)") as cp:
+                cp.write(SIGNATURE + bytes(done.data) + TRAILER)
+            t1 = proc_cpu(pid)
+            pg.execute(server_digest_sql(STAGE, converters, json_as_sent=True)).fetchone()
+            t2 = proc_cpu(pid)
+            pg.execute(f"INSERT INTO {quote(table)} ({names}) SELECT {exprs} FROM {quote(STAGE)}")
+            t3 = proc_cpu(pid)
+            pg.execute(f"TRUNCATE {quote(STAGE)}")
+            for part, took in zip(SERVER, (t1 - t0, t2 - t1, t3 - t2), strict=True):
+                cpu[part] += took
+        pg.rollback()
+        _bare(pg, table)
+        cpu["direct COPY"] = _direct_copy(pg, src, table, columns, tasks)
+        pg.rollback()
+    return cpu
+
+
+def _bare(pg: Any, table: str) -> None:
+    """The table as the copier loads it (in this transaction): no foreign keys, no secondary indexes."""
+    from agor_db.copy.target import quote
+
+    fks = "SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'f'"
+    indexes = (
+        "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "WHERE i.indrelid = %s::regclass AND NOT i.indisprimary"
     )
+    for (name,) in pg.execute(fks, (quote(table),)).fetchall():
+        pg.execute(f"ALTER TABLE {quote(table)} DROP CONSTRAINT {quote(name)}")
+    for (name,) in pg.execute(indexes, (quote(table),)).fetchall():
+        pg.execute(f"DROP INDEX {quote(name)}")
+
+
+def _direct_copy(pg: Any, src: Any, table: str, columns: Any, tasks: list[Any]) -> float:
+    from agor_db.copy.convert import binary_copy_types
+    from agor_db.copy.target import quote
+
+    source = tasks[0].query.rpartition(" FROM ")[2].partition(" WHERE ")[0]  # the SQLite table, quoted
+    names = ", ".join(quote(c.name) for c in columns)
+    cur = pg.cursor()
+    types = binary_copy_types(cur.adapters, columns, pg.info.encoding)
+    t0 = proc_cpu(pg.info.backend_pid)
+    with cur.copy(f"COPY {quote(table)} ({names}) FROM STDIN (FORMAT BINARY)") as cp:
+        cp.set_types(types)
+        for task in tasks:
+            for row in src.execute(f"SELECT {names} FROM {source} WHERE rowid > ? AND rowid <= ?", (task.lo, task.hi)):
+                cp.write_row(row)
+    return proc_cpu(pg.info.backend_pid) - t0
+
+
+Parts = dict[str, tuple[int, dict[str, float], dict[str, float]]]
+
+
+def report(source: Path, real: dict[str, Any], parts: Parts) -> None:
     phases = ", ".join(f"{k} {v:.2f}" for k, v in real["phases"].items())
     print(
-        f"real copy in-process: wall {real['wall']:.1f} s, main-thread CPU in the pass {real['pass_cpu']:.2f} s "
-        f"({1e6 * real['pass_cpu'] / n:.1f} us/row); phases {phases}; load average {os.getloadavg()[0]:.1f}"
+        f"source {source}; load average {os.getloadavg()[0]:.1f}\nreal copy in-process: wall {real['wall']:.1f} s, "
+        f"main process CPU {real['main_cpu']:.2f} s, workers CPU {real['workers_cpu']:.2f} s "
+        f"({real['worker_rows']} rows read by workers); phases (s) {phases}"
     )
-    doc = {"rows": n, "client": tally.parts, "extra": tally.extra, "server_copy": tally.server_copy, **server}
-    print(json.dumps({**doc, "real": real}))
+    for table, (n, client, server) in parts.items():
+        print(f"\n{table}: {n} rows read by workers\n{'part':<28} {'CPU s':>7} {'us/row':>8}")
+        for k in (*CLIENT, "range"):
+            if k in client:
+                print(f"client {k:<21} {client[k]:>7.2f} {1e6 * client[k] / n:>8.1f}")
+        summed = sum(client.get(k, 0.0) for k in CLIENT)
+        print(f"client {'sum of the parts':<21} {summed:>7.2f} {1e6 * summed / n:>8.1f}")
+        for k, v in server.items():
+            print(f"server {k:<21} {v:>7.2f} {1e6 * v / n:>8.1f}")
+        staged = sum(server[k] for k in SERVER)
+        print(f"server {'staged, in all':<21} {staged:>7.2f} {1e6 * staged / n:>8.1f}")
+    doc = {t: {"rows": n, "client": c, "server": s} for t, (n, c, s) in parts.items()}
+    print(json.dumps({"real": real, "tables": doc}))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", type=Path)
-    parser.add_argument("--pyinstrument", type=Path, help="profile the real copy with pyinstrument, HTML here")
+    parser.add_argument("--pyinstrument", type=Path, help="profile the real copy's main process, HTML here")
     args = parser.parse_args(argv)
 
+    import apsw
     import pgserver
     import psycopg
 
@@ -309,9 +277,17 @@ def main(argv: list[str] | None = None) -> int:
         return url
 
     try:
-        tally, server_cpu = measure_parts(args.source, fresh("prof_parts"))
-        real = real_copy(args.source, fresh("prof_real"), args.pyinstrument)
-        report(args.source, tally, server_cpu, real)
+        real, tasks = real_copy(args.source, fresh("prof_real"), args.pyinstrument)
+        if not tasks:
+            raise SystemExit("no table was read by worker processes (AGOR_DB_COPY_WORKERS=1, or tables too small)")
+        src = apsw.Connection(str(args.source), flags=apsw.SQLITE_OPEN_READONLY)
+        src.execute("BEGIN")
+        parts_url = fresh("prof_parts")
+        parts: Parts = {}
+        for table, given in tasks.items():
+            n, client = client_parts(src, given)
+            parts[table] = (n, client, server_parts(src, parts_url, table, given))
+        report(args.source, real, parts)
     finally:
         server.cleanup()
         shutil.rmtree(data, ignore_errors=True)
