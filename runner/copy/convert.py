@@ -43,6 +43,15 @@ KIND_TITLES: dict[str, str] = {
 INT_RANGES = {"smallint": (-(2**15), 2**15 - 1), "integer": (-(2**31), 2**31 - 1), "bigint": (-(2**63), 2**63 - 1)}
 # Epoch milliseconds between 1973-03-03 and 5138: a seconds value (~1.7e9) or microseconds (~1.7e15) falls outside.
 EPOCH_MS_MIN, EPOCH_MS_MAX = 10**11, 10**14 - 1
+# The SQLite storage classes a family's values may have (besides NULL).
+_STORAGE: dict[str, tuple[str, ...]] = {
+    "bool": ("integer",),
+    "int": ("integer",),
+    "json": ("text",),
+    "text": ("text",),
+    "float": ("integer", "real"),
+    "bytea": ("blob",),
+}
 TEXT_TYPES = ("text", "character varying", "character", "citext")
 JSON_TYPES = ("jsonb", "json")
 FLOAT_TYPES = ("double precision", "real", "numeric")
@@ -133,43 +142,43 @@ class Converter:
         With ``long_from``, a text of more bytes skips the tests that read the value (SQLite would hold it
         whole, and its JSON parse): it is read in pieces and tested there (longtext.py)."""
         c = quote(self.name)
-        tests: list[str] = []
-        if long_from is not None:
-            return self._guarded_sql(c, long_from)
-        if self.column.not_null:
-            tests.append(f"{c} IS NULL")
+        # Each value is tested once: its storage class (which also catches a NULL where none may be), then
+        # its content. A content test of a NULL is NULL, which the caller counts as fine. This runs for
+        # every value of every row: each redundant term cost ~0.1 us (~2.5 us per row of Agor's messages).
+        content = self._content_sql(c)
+        if content is None:
+            return f"({self._storage_sql(c)})"
+        if long_from is not None:  # CASE, not AND: SQLite evaluates both sides of an AND, and would read it
+            content = f"CASE WHEN octet_length({c}) > {long_from} THEN 0 ELSE {content} END"
+        return f"({self._storage_sql(c)} OR {content})"
+
+    def _storage_sql(self, c: str) -> str:
+        classes = _STORAGE[self.family]
+        if self.column.not_null and len(classes) == 1:
+            return f"typeof({c}) <> '{classes[0]}'"
+        allowed = classes if self.column.not_null else (*classes, "null")
+        return f"typeof({c}) NOT IN ({', '.join(repr(k) for k in allowed)})"
+
+    def _content_sql(self, c: str) -> str | None:
         if self.family == "bool":
-            tests.append(f"(typeof({c}) NOT IN ('integer', 'null') OR {c} NOT IN (0, 1))")
-        elif self.family == "int":
+            return f"{c} NOT IN (0, 1)"
+        if self.family == "int":
             lo, hi = INT_RANGES[self.column.type]
             if self.epoch_ms:
                 lo, hi = max(lo, EPOCH_MS_MIN), min(hi, EPOCH_MS_MAX)
-            tests.append(f"(typeof({c}) NOT IN ('integer', 'null') OR {c} NOT BETWEEN {lo} AND {hi})")
-        elif self.family == "json":
+            return f"{c} NOT BETWEEN {lo} AND {hi}"
+        if self.family == "json":
             # json_valid ignores a NUL byte and whatever follows it, and accepts \\u0000 and lone surrogate
             # escapes, which jsonb refuses: any NUL byte or "\\u0000" sends the value to the exact check.
             # The rest jsonb may refuse (an unpaired surrogate escape, numbers outside numeric's range) is
             # tested as the row is hashed, before it is written: json.sent_text, json.may_be_refused.
-            tests.append(
-                f"(typeof({c}) NOT IN ('text', 'null') OR NOT json_valid({c}) OR instr({c}, '\\u0000') > 0 "
-                f"OR instr(CAST({c} AS BLOB), x'00') > 0)"
-            )
-        elif self.family == "text":
-            tests.append(f"(typeof({c}) NOT IN ('text', 'null') OR instr(CAST({c} AS BLOB), x'00') > 0)")
-            if self.column.max_length is not None:
-                tests.append(f"length({c}) > {self.column.max_length}")
-        elif self.family == "float":
-            tests.append(f"typeof({c}) NOT IN ('integer', 'real', 'null')")
-        elif self.family == "bytea":
-            tests.append(f"typeof({c}) NOT IN ('blob', 'null')")
-        return "(" + " OR ".join(tests) + ")"
-
-    def _guarded_sql(self, c: str, long_from: int) -> str:
-        content = self.attention_sql()
-        cheap = [f"{c} IS NULL"] if self.column.not_null else []
-        cheap.append(f"typeof({c}) NOT IN ('text', 'null')")
-        # CASE, not AND: SQLite evaluates both sides of an AND, and would read the long value
-        return f"({' OR '.join(cheap)} OR CASE WHEN octet_length({c}) > {long_from} THEN 0 ELSE {content} END)"
+            return f"(NOT json_valid({c}) OR instr({c}, '\\u0000') > 0 OR instr(CAST({c} AS BLOB), x'00') > 0)"
+        if self.family == "text":
+            nul = f"instr(CAST({c} AS BLOB), x'00') > 0"
+            if self.column.max_length is None:
+                return nul
+            return f"({nul} OR length({c}) > {self.column.max_length})"
+        return None  # float, bytea: the storage class is all
 
     def convert(self, value: Any, policies: Policies, oracle: Oracle | None = None) -> Outcome:
         """The exact check: the value to load, the problems, and what a policy changed."""

@@ -1106,11 +1106,13 @@ class TablePass:
     def _query(self, upto: bool) -> str:
         columns, flag = [quote(n) for n in self.names], f"({self.flag})"
         if self.long_cols:  # the flag's bit k+1: the k-th of them is long (its value is its length)
-            flag = f"(coalesce({flag}, 0)"
+            bits, any_long = [], []
             for k, i in enumerate(self.long_cols):
                 columns[i], is_long = select_sql(self.names[i])
-                flag += f" + {2 << k} * {is_long}"
-            flag += ")"
+                bits.append(f"{2 << k} * {is_long}")
+                any_long.append(f"octet_length({quote(self.names[i])}) > {longtext.LONG}")
+            # One cheap test first: almost no row has a long value, and the bits cost ~0.3 us each.
+            flag = f"(coalesce({flag}, 0) + CASE WHEN {' OR '.join(any_long)} THEN {' + '.join(bits)} ELSE 0 END)"
         return (
             f"SELECT {self.ident}, {', '.join(columns)}, {flag} "
             f"FROM {quote(self.source.name)} "
