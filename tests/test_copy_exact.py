@@ -389,6 +389,33 @@ def test_non_utf8_target_refused_up_front_and_status_works(tmp_path, pg_server, 
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.mark.parametrize("where", ["url", "environment"])
+def test_a_client_encoding_asked_for_does_not_change_what_is_stored(tmp_path, pg_db, where):
+    """client_encoding=LATIN1 in the URL (or PGCLIENTENCODING): agor-db writes UTF-8 bytes itself, in the
+    worker processes' binary COPY as in the main one's; a URL asking for LATIN1 ended in an internal error
+    (on a character LATIN1 lacks). Text outside LATIN1 arrives exactly, through both paths."""
+    path = tmp_path / "enc.db"
+    c = base_source(path)
+    text = "日本語 — naïve 🙂"
+    with c:  # enough rows for the worker processes, beside the single path's small tables
+        for i in range(6000):
+            message(c, f"e{i:07d}", data=json.dumps({"t": text, "i": i}, ensure_ascii=False), type=f"{text} {i}")
+    c.execute("UPDATE boards SET name = ?", (text,))
+    c.close()
+    url, env = pg_db, None
+    if where == "url":
+        url += ("&" if "?" in url else "?") + "client_encoding=LATIN1"
+    else:
+        env = {"PGCLIENTENCODING": "LATIN1"}
+    r = run_cli("copy", "--from", str(path), "--to", url, "--json", env=env)
+    assert r.code == 0 and json.loads(r.stdout)["tables"], r.output
+    with psycopg.connect(pg_db) as conn:
+        assert conn.execute("SELECT name FROM boards").fetchone() == (text,)
+        same = "SELECT count(*) FROM messages WHERE data->>'t' = %s AND type LIKE %s"
+        assert conn.execute(same, (text, text + " %")).fetchone() == (6000,)
+    assert run_cli("copy", "--from", str(path), "--to", url, env=env).code == 0  # and compares as the same source
+
+
 def test_without_rowid_table_duplicates_and_invalid_utf8_named_by_key(tmp_path, pg_db):
     path = tmp_path / "w.db"
     c = base_source(path)

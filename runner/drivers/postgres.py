@@ -64,8 +64,9 @@ def connect(
     extra: dict[str, Any] = {}
     if "application_name" not in params:
         extra["application_name"] = APPLICATION_NAME
-    if "client_encoding" not in params:  # text always arrives as UTF-8, whatever the database's encoding
-        extra["client_encoding"] = "UTF8"
+    # UTF-8 even when the URL asks for another client encoding: agor-db writes UTF-8 bytes itself (the
+    # copier's binary COPY); a URL asking for LATIN1 made copy end in an internal error.
+    extra["client_encoding"] = "UTF8"
     if connect_timeout is not None:
         extra["connect_timeout"] = connect_timeout
     elif "connect_timeout" not in params:
