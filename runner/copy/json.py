@@ -159,11 +159,20 @@ def jsonb_loadable(text: str, oracle: Oracle | None = None) -> str:
     """``jsonb_text`` for a value about to be loaded: also raises ValueError when jsonb would refuse it
     (a NUL character, or an unpaired surrogate escape: UnicodeEncodeError when the text is encoded)."""
     out = jsonb_text(text, oracle)
-    # The encoder escapes a NUL character as \u0000; a backslash followed by "u0000" in a string comes
-    # out as \\u0000 and matches too: the rare texts that contain it are looked at exactly.
-    if "\\u0000" in out and has_nul(text):
+    if has_nul(text):
         raise JsonRefused("NUL")
+    if (why := refused_while_parsing(text)) is not None:
+        raise JsonRefused(why)
     return out
+
+
+def refused_while_parsing(text: str) -> str | None:
+    """Why jsonb refuses a text Python's parse took: an unpaired surrogate escape. Looked for in the text,
+    not in the parse: jsonb refuses it (and a NUL, see has_nul) also in a value that a later duplicate
+    key replaces, which the parse has dropped."""
+    if ("\\ud" in text or "\\uD" in text) and lone_surrogate(text):
+        return "contains an unpaired UTF-16 surrogate escape"
+    return None
 
 
 # -- JSON sent as it is ------------------------------------------------------------------------
@@ -337,6 +346,7 @@ def _problem(text: str, oracle: Oracle | None) -> str | None:
         return None
     try:
         jsonb_text(text, oracle).encode("utf-8")
+        return refused_while_parsing(text)
     except UnicodeEncodeError:
         return "contains an unpaired UTF-16 surrogate escape"
     except JsonRefused as exc:
