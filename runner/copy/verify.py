@@ -142,7 +142,10 @@ def _server_text(conv: Converter, json_as_sent: bool) -> str:
         text = c
     else:
         text = f"{c}::text"
-    return f"convert_to({text}, 'UTF8')"
+    # textsend: the text's bytes in the client encoding, which agor-db's connections always set to UTF8
+    # (drivers/postgres.connect); ~20 % cheaper than convert_to(text, 'UTF8'), which looks the encoding up
+    # on every call. A session in another encoding could only make the sums differ: the copy then fails.
+    return f"textsend({text})"
 
 
 def _server_row(converters: tuple[Converter, ...], json_as_sent: bool) -> str:
