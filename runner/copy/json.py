@@ -156,8 +156,8 @@ def jsonb_text(text: str, oracle: Oracle | None = None) -> str:
 
 
 def jsonb_loadable(text: str, oracle: Oracle | None = None) -> str:
-    """``jsonb_text`` for a value about to be loaded: also raises ValueError when jsonb would refuse it
-    (a NUL character, or an unpaired surrogate escape: UnicodeEncodeError when the text is encoded)."""
+    """``jsonb_text`` for a value about to be loaded: also raises JsonRefused (a ValueError) when jsonb
+    would refuse it: a NUL character, an unpaired surrogate escape."""
     out = jsonb_text(text, oracle)
     if has_nul(text):
         raise JsonRefused("NUL")
