@@ -115,6 +115,28 @@ def test_workers_store_what_the_single_path_stores(source, pg_db):
     ]
 
 
+def test_a_range_larger_than_its_sample_goes_back_to_the_main_process(source, pg_db, monkeypatch):
+    """Ranges are sized by a sample of the first rows; rows far larger later in the file (Agor's tool
+    outputs) would make a worker hold them all. Past RANGE_LIMIT bytes the range goes back to the main
+    process, which reads it row by row: the same rows stored, the same checksums."""
+    with apsw.Connection(str(source)) as c:  # rows past the sample's 1,000 grow to ~20 KB
+        c.execute("UPDATE messages SET data = json_set(data, '$.pad', printf('%.20000c', 'x')) WHERE rowid > 2000")
+    grown, err = run(copier(source, pg_db, 1))
+    assert err is None
+    expected = server_rows(pg_db)
+    monkeypatch.setattr(parallel, "RANGE_LIMIT", 1 << 20)  # a 200-row range of grown rows is ~4 MB
+    par, err = run(copier(source, pg_db, 2))
+    assert err is None
+    messages = next(t for t in par.tables if t.name == "messages")
+    assert 0 < messages.worker_rows < messages.copied_rows == MESSAGES  # the small ranges still in workers
+    assert messages.copied_rows - messages.worker_rows >= 900  # the grown ones (2001..3000) read by the main one
+    assert server_rows(pg_db) == expected
+    assert par.source_checksum == grown.source_checksum
+    assert [(t.name, t.source_digest, t.target_digest) for t in par.tables] == [
+        (t.name, t.source_digest, t.target_digest) for t in grown.tables
+    ]
+
+
 def _spoil(path: Path) -> None:
     """Rows the SQLite-side tests flag, in the middle of worker ranges."""
     with apsw.Connection(str(path)) as c:

@@ -27,6 +27,7 @@ import subprocess
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from ..core.errors import AgorDbError, UsageError
@@ -39,6 +40,10 @@ from .verify import RowHasher
 WORKERS_ENV = "AGOR_DB_COPY_WORKERS"
 RANGE_ROWS = 4000  # rows per range at most ...
 RANGE_BYTES = 2 << 20  # ... and about this much data (a handful of ranges are in flight: memory stays flat)
+# A range whose rows turn out far larger than the sample they were sized by (Agor's tool outputs grow
+# late in a file) goes back to the main process, which reads it row by row: a worker never holds more.
+RANGE_LIMIT = 8 << 20
+BATCH_ROWS, BATCH_BYTES = 128, 1 << 20  # rows fetched at once, then encoded (see _range_rows)
 MIN_ROWS = 5_000  # smaller tables stay on the single path (a range or two: the workers would not pay)
 IN_FLIGHT = 2  # ranges queued per worker: enough to keep it busy, few enough to keep memory flat
 
@@ -73,6 +78,7 @@ class RangeTask:
     lo: int
     hi: int
     oids: tuple[int, ...] | None = None  # the COPY's column types: the rows come back as binary COPY data
+    limit: int = RANGE_LIMIT  # bytes of COPY data past which the range goes back to the main process
 
 
 @dataclass(frozen=True)
@@ -149,23 +155,30 @@ def _range_rows(src: Any, task: RangeTask, tables: dict[str, _Table]) -> RangeDo
     data = bytearray()
     rows = total = 0
     try:
-        # All the range's rows first, then the encoding: SQLite's loop and the encoder's each run in turn
+        cursor = src.execute(task.query, (task.lo, task.hi))
+        # Rows fetched a batch at a time, then encoded: SQLite's loop and the encoder's each run in turn
         # with their own code and data in the CPU's caches (~5 us a row less than one row at a time, on
-        # Agor's messages). A range is ~2 MB (RANGE_BYTES): memory stays flat.
-        for row in src.execute(task.query, (task.lo, task.hi)).fetchall():
-            if row[-1]:
+        # Agor's messages). A batch holds about BATCH_BYTES, at the size of the rows encoded so far.
+        size = 16
+        while batch := list(islice(cursor, size)):
+            for row in batch:
+                if row[-1]:
+                    return RangeDone(task.lo, task.hi)
+                values = row[1:-1]
+                if encode_hash is None:
+                    hasher.add(values)
+                    out.append(values)
+                    continue
+                try:
+                    total += encode_hash(values, data)
+                    rows += 1
+                except TooLong:  # hashed in chunks by the hasher, then encoded
+                    hasher.add(values)
+                    encode(values, data)  # type: ignore[misc]
+            if len(data) > task.limit:
                 return RangeDone(task.lo, task.hi)
-            values = row[1:-1]
-            if encode_hash is None:
-                hasher.add(values)
-                out.append(values)
-                continue
-            try:
-                total += encode_hash(values, data)
-                rows += 1
-            except TooLong:  # hashed in chunks by the hasher, then encoded
-                hasher.add(values)
-                encode(values, data)  # type: ignore[misc]
+            if data:
+                size = max(1, min(BATCH_ROWS, BATCH_BYTES * (rows + hasher.rows) // len(data)))
     except (ValueError, ArithmeticError, RuntimeError, struct.error):  # the exact path decides
         return RangeDone(task.lo, task.hi)
     if encode_hash is None:

@@ -1137,7 +1137,8 @@ class TablePass:
         query = self._query(upto=True)
         oids = self.loader.wire_oids
         per_range = parallel.rows_per_range(row_bytes or 0.0)
-        tasks = (RangeTask(query, self.convs, a, b, oids) for a, b in split(lo, hi, rows, per_range))
+        limit = parallel.RANGE_LIMIT
+        tasks = (RangeTask(query, self.convs, a, b, oids, limit) for a, b in split(lo, hi, rows, per_range))
         return workers.run(self.pair.target.name, tasks)
 
     def examine_range(self, done: RangeDone) -> bool:
