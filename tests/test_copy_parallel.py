@@ -4,6 +4,7 @@ source written to during the copy handled without a wrong or half-written target
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import sys
@@ -115,13 +116,34 @@ def test_workers_store_what_the_single_path_stores(source, pg_db):
     ]
 
 
-def test_a_range_larger_than_its_sample_goes_back_to_the_main_process(source, pg_db, monkeypatch):
-    """Ranges are sized by a sample of the first rows; rows far larger later in the file (Agor's tool
-    outputs) would make a worker hold them all. Past RANGE_LIMIT bytes the range goes back to the main
-    process, which reads it row by row: the same rows stored, the same checksums."""
-    with apsw.Connection(str(source)) as c:  # rows past the sample's 1,000 grow to ~20 KB
+def _grow(path: Path) -> None:
+    """Rows past the 2,000th grow to ~20 KB (Agor's tool outputs grow along a file)."""
+    with apsw.Connection(str(path)) as c:
         c.execute("UPDATE messages SET data = json_set(data, '$.pad', printf('%.20000c', 'x')) WHERE rowid > 2000")
-    grown, err = run(copier(source, pg_db, 1))
+
+
+def test_ranges_follow_where_the_rows_grow(source, pg_db, monkeypatch):
+    """Ranges are sized by rows sampled along the whole table, not by its first rows: where rows grow, the
+    ranges hold fewer of them, and every range stays with the workers."""
+    _grow(source)
+    single, err = run(copier(source, pg_db, 1))
+    assert err is None
+    expected = server_rows(pg_db)
+    monkeypatch.setattr(parallel, "RANGE_BYTES", 1 << 20)
+    monkeypatch.setattr(parallel, "RANGE_LIMIT", 3 << 20)  # a range sized by the first rows would pass this
+    par, err = run(copier(source, pg_db, 2))
+    assert err is None
+    messages = next(t for t in par.tables if t.name == "messages")
+    assert messages.worker_rows == messages.copied_rows == MESSAGES
+    assert server_rows(pg_db) == expected and par.source_checksum == single.source_checksum
+
+
+def test_a_range_past_the_limit_goes_back_to_the_main_process(source, pg_db, monkeypatch):
+    """A range whose COPY data passes RANGE_LIMIT (its rows far larger than the sample said) goes back to
+    the main process, which reads it row by row: a worker never holds more. The same rows stored, the same
+    checksums."""
+    _grow(source)
+    single, err = run(copier(source, pg_db, 1))
     assert err is None
     expected = server_rows(pg_db)
     monkeypatch.setattr(parallel, "RANGE_LIMIT", 1 << 20)  # a 200-row range of grown rows is ~4 MB
@@ -131,10 +153,42 @@ def test_a_range_larger_than_its_sample_goes_back_to_the_main_process(source, pg
     assert 0 < messages.worker_rows < messages.copied_rows == MESSAGES  # the small ranges still in workers
     assert messages.copied_rows - messages.worker_rows >= 900  # the grown ones (2001..3000) read by the main one
     assert server_rows(pg_db) == expected
-    assert par.source_checksum == grown.source_checksum
+    assert par.source_checksum == single.source_checksum
     assert [(t.name, t.source_digest, t.target_digest) for t in par.tables] == [
-        (t.name, t.source_digest, t.target_digest) for t in grown.tables
+        (t.name, t.source_digest, t.target_digest) for t in single.tables
     ]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lo=st.integers(-(2**40), 2**40),
+    span=st.integers(1, 10**7),
+    density=st.floats(0.01, 1.0),
+    sizes=st.lists(st.floats(0, 10**7), min_size=1, max_size=50),
+)
+def test_sized_ranges_cover_every_rowid_once(lo, span, density, sizes):
+    hi = lo + span - 1
+    rows = max(1, int(span * density))
+    step = max(1, span // len(sizes))
+    samples = [(lo + i * step, size) for i, size in enumerate(sizes) if lo + i * step <= hi]
+    bounds = parallel.split_sized(lo, hi, rows, samples)
+    assert bounds[0][0] == lo - 1 and bounds[-1][1] == hi
+    assert all(a < b for a, b in bounds)
+    assert all(b == a2 for (_, b), (a2, _) in itertools.pairwise(bounds))
+
+
+def test_sized_ranges_hold_about_range_bytes():
+    """Uniform rows: as many ranges as RANGE_BYTES (or RANGE_ROWS) make; rows 100 times larger in the
+    second half: that half gets ~100 times the ranges."""
+    per = parallel.rows_per_range(500.0)
+    uniform = parallel.split_sized(1, 200_000, 200_000, [(1 + 200 * i, 500.0) for i in range(1000)])
+    assert abs(len(uniform) - 200_000 / per) <= 1
+    grown = [(1 + 200 * i, 500.0 if i < 500 else 50_000.0) for i in range(1000)]
+    bounds = parallel.split_sized(1, 200_000, 200_000, grown)
+    first = [b for b in bounds if b[1] <= 100_000]
+    second = [b for b in bounds if b[0] >= 100_000]
+    assert abs(len(first) - 100_000 / per) <= 1
+    assert abs(len(second) - 100_000 / parallel.rows_per_range(50_000.0)) <= 2
 
 
 def _spoil(path: Path) -> None:

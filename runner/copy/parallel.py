@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import math
 import os
 import signal
 import struct
@@ -100,19 +101,47 @@ class RangeDone:
 
 def rows_per_range(row_bytes: float) -> int:
     """RANGE_ROWS, fewer for rows of many bytes (``row_bytes``: a sample's mean)."""
-    return max(50, min(RANGE_ROWS, int(RANGE_BYTES // max(row_bytes, 1.0))))
+    return max(1, min(RANGE_ROWS, int(RANGE_BYTES // max(row_bytes, 1.0))))
 
 
-def split(lo: int, hi: int, rows: int, per_range: int = 0) -> list[tuple[int, int]]:
-    """(after, upto] rowid bounds covering ``lo..hi`` in about ``rows / per_range`` ranges of equal width."""
-    per_range = per_range or RANGE_ROWS
-    count = max(1, -(-rows // per_range))
-    width = max(1, -(-(hi - lo + 1) // count))
-    bounds, start = [], lo - 1
-    while start < hi:
-        end = min(hi, start + width)
-        bounds.append((start, end))
-        start = end
+SAMPLES = 1000  # rows spread over a table whose sizes set its ranges
+
+
+def sample_sql(table: str, size: str) -> str:
+    """(rowid, bytes) of the first row at or after each of ~SAMPLES evenly spaced rowids (parameters:
+    first, step, last): a seek each, reading lengths only. Rows of one table often grow along it (Agor's
+    tool outputs): a sample of the first rows would size every range by the smallest."""
+    return (
+        "WITH RECURSIVE agor_db_p(agor_db_at) AS (SELECT ?1 UNION ALL SELECT agor_db_at + ?2 FROM agor_db_p "
+        "WHERE agor_db_at + ?2 <= ?3) SELECT agor_db_at, "
+        f"(SELECT {size} FROM {table} WHERE rowid >= agor_db_at ORDER BY rowid LIMIT 1) FROM agor_db_p"
+    )
+
+
+def sample_step(lo: int, hi: int) -> int:
+    return max(1, (hi - lo + 1) // SAMPLES)
+
+
+def split_sized(lo: int, hi: int, rows: int, samples: list[tuple[int, float]]) -> list[tuple[int, int]]:
+    """(after, upto] rowid bounds covering ``lo..hi``, each range about RANGE_BYTES (or RANGE_ROWS) by the
+    sizes ``samples`` (rowid, bytes; ascending, the first at ``lo``) found where it lies. Rows are taken
+    as spread evenly over the rowids."""
+    if rows <= 0 or not samples:
+        return [(lo - 1, hi)]
+    per_rowid = rows / (hi - lo + 1)
+    bounds: list[tuple[int, int]] = []
+    after, units = lo - 1, 0.0  # units: the part of a range filled since ``after``
+    for i, (start, size) in enumerate(samples):
+        end = samples[i + 1][0] - 1 if i + 1 < len(samples) else hi
+        density = per_rowid / rows_per_range(size)  # ranges per rowid here
+        pos = start - 1
+        while (need := (1.0 - units) / density) <= end - pos:
+            pos = min(end, pos + max(1, math.ceil(need)))
+            bounds.append((after, pos))
+            after, units = pos, 0.0
+        units += density * (end - pos)
+    if after < hi:
+        bounds.append((after, hi))
     return bounds
 
 

@@ -34,7 +34,7 @@ from .convert import Bytes, Converter, Issue, Policies, converter_for, shorten
 from .json import JsonOracle
 from .load import TableLoader
 from .longtext import LongText, TextPieces, select_sql
-from .parallel import RangeDone, RangeTask, SnapshotWatch, Workers, split, worker_count
+from .parallel import RangeDone, RangeTask, SnapshotWatch, Workers, worker_count
 from .scan import Report, duplicate_sql, key_text, orphan_sql, row_ident_sql, unique_keys_to_check
 from .target import RUNS_TABLE, Pair, Table, match, quote, read_source, read_target
 from .verify import Digest, RowHasher, server_digest
@@ -1133,13 +1133,11 @@ class TablePass:
         table = quote(self.source.name)
         lo, hi = self.src.execute(f"SELECT min(rowid), max(rowid) FROM {table}").fetchone()
         size = " + ".join(f"coalesce(octet_length({quote(n)}), 0)" for n in self.names)  # reads no value
-        (row_bytes,) = self.src.execute(f"SELECT avg(s) FROM (SELECT {size} AS s FROM {table} LIMIT 1000)").fetchone()
-        query = self._query(upto=True)
-        oids = self.loader.wire_oids
-        per_range = parallel.rows_per_range(row_bytes or 0.0)
-        limit = parallel.RANGE_LIMIT
-        tasks = (RangeTask(query, self.convs, a, b, oids, limit) for a, b in split(lo, hi, rows, per_range))
-        return workers.run(self.pair.target.name, tasks)
+        step = parallel.sample_step(lo, hi)
+        samples = [(at, float(b or 0)) for at, b in self.src.execute(parallel.sample_sql(table, size), (lo, step, hi))]
+        query, oids, limit = self._query(upto=True), self.loader.wire_oids, parallel.RANGE_LIMIT
+        bounds = parallel.split_sized(lo, hi, rows, samples)
+        return workers.run(self.pair.target.name, (RangeTask(query, self.convs, a, b, oids, limit) for a, b in bounds))
 
     def examine_range(self, done: RangeDone) -> bool:
         """True when a worker's clean range can go as it is: no policy drop makes its rows need the exact path."""
