@@ -74,8 +74,21 @@ def read_back_equal(source: Path, url: str) -> int:
     return compared
 
 
+def schema_of(url: str) -> tuple[set[tuple[str, ...]], set[tuple[str, ...]]]:
+    """Every constraint (table, name, definition) and index (name, definition) of the public schema."""
+    with psycopg.connect(url) as conn:
+        constraints = conn.execute(
+            "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE connamespace = 'public'::regnamespace"
+        ).fetchall()
+        indexes = conn.execute("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'").fetchall()
+    return set(constraints), set(indexes)
+
+
 def test_legacy_fixture_copied_and_verified(fixture_copy, pg_db):
     source = adopt(fixture_copy("legacy-0010.db"))
+    assert run_cli("migrate", "--database-url", pg_db).code == 0
+    migrated = schema_of(pg_db)
     r = run_cli("copy", "--from", str(source), "--to", pg_db)
     assert r.code == 0, r.output
     assert "row counts and checksums verified" in r.stdout
@@ -83,12 +96,16 @@ def test_legacy_fixture_copied_and_verified(fixture_copy, pg_db):
     assert counts["messages"] == 2000 and counts["sessions"] == 40 and counts["session_mcp_servers"] == 60
     assert read_back_equal(source, pg_db) > 25_000
     with psycopg.connect(pg_db) as conn:
-        # the FKs and indexes dropped for the load are back, with their names
+        # the keys, FKs and indexes dropped for the load are back, with their names and definitions
         fks = conn.execute("SELECT count(*) FROM pg_constraint WHERE contype = 'f'").fetchone()[0]
         assert fks >= 15
         assert conn.execute("SELECT to_regclass('messages_session_index_idx') IS NOT NULL").fetchone()[0]
+        assert conn.execute("SELECT to_regclass('messages_pkey') IS NOT NULL").fetchone()[0]
         run = conn.execute("SELECT source, row_counts FROM agor_copy_runs").fetchall()
         assert len(run) == 1 and run[0][1]["messages"] == 2000 and str(source) in run[0][0]
+    constraints, indexes = schema_of(pg_db)
+    copy_runs = {c for c in constraints if c[0] == "agor_copy_runs"}, {i for i in indexes if "agor_copy_runs" in i[1]}
+    assert (constraints - copy_runs[0], indexes - copy_runs[1]) == migrated
 
     # a second run reports what was done instead of duplicating
     r = run_cli("copy", "--from", str(source), "--to", pg_db)

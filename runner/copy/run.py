@@ -36,7 +36,7 @@ from .load import TableLoader
 from .longtext import LongText, TextPieces, select_sql
 from .parallel import RangeDone, RangeTask, SnapshotWatch, Workers, worker_count
 from .scan import Report, duplicate_sql, key_text, orphan_sql, row_ident_sql, unique_keys_to_check
-from .target import RUNS_TABLE, Pair, Table, match, quote, read_source, read_target
+from .target import RUNS_TABLE, Pair, Table, droppable_keys, match, quote, read_source, read_target
 from .verify import Digest, RowHasher, server_digest
 
 PROGRESS_EVERY = 2000
@@ -656,22 +656,31 @@ class Copier:
                 indexes = [ix for p in pairs for ix in p.target.indexes]
                 for fk in fks:
                     conn.execute(f"ALTER TABLE {quote(fk.table)} DROP CONSTRAINT {quote(fk.name)}")
+                # Keys too: every row inserted into a key's index costs the server far more than one build
+                # by sort afterwards (~8 us a row for Agor's uuid keys). Duplicates are found in the source
+                # beforehand (scan.duplicate_sql); the keys added back would refuse any left.
+                keys = droppable_keys(conn, names)
+                for key in keys:
+                    conn.execute(f"ALTER TABLE {quote(key.table)} DROP CONSTRAINT {quote(key.name)}")
                 for ix in indexes:
                     conn.execute(f"DROP INDEX {quote(ix.name)}")
                 self.doing = "copying rows"
                 self._pass(src, conn, pairs)
                 if not self.report.ok:
                     raise self.report.error()
-                self._rebuild(conn, pairs, indexes, fks)
+                self._rebuild(conn, pairs, keys, indexes, fks)
                 self._verify(conn, pairs)
                 self._record(conn, started_ms)
                 self.doing = "committing"
         except psycopg.Error as exc:
             raise _pg_error(self.dst, exc, self.doing) from None
 
-    def _rebuild(self, conn: Any, pairs: list[Pair], indexes: list[Any], fks: list[Any]) -> None:
+    def _rebuild(self, conn: Any, pairs: list[Pair], keys: list[Any], indexes: list[Any], fks: list[Any]) -> None:
         t0 = time.perf_counter()
-        self.progress.phase(f"rebuilding {len(indexes)} index(es) and {len(fks)} foreign key(s)")
+        self.progress.phase(f"rebuilding {len(keys) + len(indexes)} index(es) and {len(fks)} foreign key(s)")
+        for key in keys:
+            self.doing = f"re-adding key {key.name} on {key.table}"
+            conn.execute(f"ALTER TABLE {quote(key.table)} ADD CONSTRAINT {quote(key.name)} {key.definition}")
         for ix in indexes:
             self.doing = f"re-creating index {ix.name}"
             conn.execute(ix.definition)

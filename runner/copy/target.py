@@ -57,6 +57,30 @@ class Index:
 
 
 @dataclass(frozen=True)
+class KeyConstraint:
+    """A primary key or unique constraint dropped for the load and added again after it."""
+
+    name: str
+    table: str
+    definition: str  # pg_get_constraintdef
+
+
+_DROPPABLE_KEYS_SQL = """
+SELECT r.relname, c.conname, pg_get_constraintdef(c.oid)
+FROM pg_constraint c JOIN pg_class r ON r.oid = c.conrelid
+WHERE c.contype IN ('p', 'u') AND c.conrelid = ANY(%s::regclass[])
+  AND NOT EXISTS (SELECT 1 FROM pg_constraint f WHERE f.contype = 'f' AND f.conindid = c.conindid)
+ORDER BY 1, 2
+"""
+
+
+def droppable_keys(conn: Any, tables: list[str]) -> list[KeyConstraint]:
+    """The primary keys and unique constraints of ``tables`` that no foreign key (still) depends on."""
+    rows = conn.execute(_DROPPABLE_KEYS_SQL, ([quote(t) for t in tables],)).fetchall()
+    return [KeyConstraint(name, table, definition) for table, name, definition in rows]
+
+
+@dataclass(frozen=True)
 class Sequence:
     column: str
     sequence: str
