@@ -194,8 +194,8 @@ def server_parts(src: Any, url: str, table: str, tasks: list[Any]) -> dict[str, 
 
 
 def _bare(pg: Any, table: str) -> None:
-    """The table as the copier loads it (in this transaction): no foreign keys, no secondary indexes."""
-    from agor_db.copy.target import quote
+    """The table as the copier loads it (in this transaction): no foreign keys, keys or secondary indexes."""
+    from agor_db.copy.target import droppable_keys, quote
 
     fks = "SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'f'"
     indexes = (
@@ -204,6 +204,8 @@ def _bare(pg: Any, table: str) -> None:
     )
     for (name,) in pg.execute(fks, (quote(table),)).fetchall():
         pg.execute(f"ALTER TABLE {quote(table)} DROP CONSTRAINT {quote(name)}")
+    for key in droppable_keys(pg, [table]):
+        pg.execute(f"ALTER TABLE {quote(table)} DROP CONSTRAINT {quote(key.name)}")
     for (name,) in pg.execute(indexes, (quote(table),)).fetchall():
         pg.execute(f"DROP INDEX {quote(name)}")
 
