@@ -189,6 +189,9 @@ def test_sized_ranges_hold_about_range_bytes():
     second = [b for b in bounds if b[0] >= 100_000]
     assert abs(len(first) - 100_000 / per) <= 1
     assert abs(len(second) - 100_000 / parallel.rows_per_range(50_000.0)) <= 2
+    # one sampled row of 1 MB among rows of 500 bytes does not cut its neighbourhood into tiny ranges
+    lone = [(1 + 200 * i, 1e6 if i == 300 else 500.0) for i in range(1000)]
+    assert len(parallel.split_sized(1, 200_000, 200_000, lone)) == len(uniform)
 
 
 def _spoil(path: Path) -> None:

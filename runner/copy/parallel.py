@@ -29,6 +29,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
+from statistics import median
 from typing import Any
 
 from ..core.errors import AgorDbError, UsageError
@@ -122,6 +123,14 @@ def sample_step(lo: int, hi: int) -> int:
     return max(1, (hi - lo + 1) // SAMPLES)
 
 
+def _smoothed(samples: list[tuple[int, float]], around: int = 4) -> list[tuple[int, float]]:
+    """Each size the median of its neighbours': a region of large rows counts, one large row alone (a
+    sampled 1 MB value among 1 KB ones) does not cut its neighbourhood into ranges of a row each. A range
+    it underestimates is caught by RANGE_LIMIT."""
+    sizes = [size for _, size in samples]
+    return [(at, median(sizes[max(0, i - around) : i + around + 1])) for i, (at, _) in enumerate(samples)]
+
+
 def split_sized(lo: int, hi: int, rows: int, samples: list[tuple[int, float]]) -> list[tuple[int, int]]:
     """(after, upto] rowid bounds covering ``lo..hi``, each range about RANGE_BYTES (or RANGE_ROWS) by the
     sizes ``samples`` (rowid, bytes; ascending, the first at ``lo``) found where it lies. Rows are taken
@@ -131,7 +140,7 @@ def split_sized(lo: int, hi: int, rows: int, samples: list[tuple[int, float]]) -
     per_rowid = rows / (hi - lo + 1)
     bounds: list[tuple[int, int]] = []
     after, units = lo - 1, 0.0  # units: the part of a range filled since ``after``
-    for i, (start, size) in enumerate(samples):
+    for i, (start, size) in enumerate(_smoothed(samples)):
         end = samples[i + 1][0] - 1 if i + 1 < len(samples) else hi
         density = per_rowid / rows_per_range(size)  # ranges per rowid here
         pos = start - 1
