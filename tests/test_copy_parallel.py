@@ -122,41 +122,31 @@ def _grow(path: Path) -> None:
         c.execute("UPDATE messages SET data = json_set(data, '$.pad', printf('%.20000c', 'x')) WHERE rowid > 2000")
 
 
-def test_ranges_follow_where_the_rows_grow(source, pg_db, monkeypatch):
+def test_ranges_follow_where_the_rows_grow_and_never_pass_the_limit(source, pg_db, monkeypatch):
     """Ranges are sized by rows sampled along the whole table, not by its first rows: where rows grow, the
-    ranges hold fewer of them, and every range stays with the workers."""
+    ranges hold fewer of them and stay with the workers. A range whose COPY data still passes RANGE_LIMIT
+    goes back to the main process, which reads it row by row: a worker never holds more. Either way the
+    same rows are stored, with the same checksums."""
     _grow(source)
     single, err = run(copier(source, pg_db, 1))
     assert err is None
     expected = server_rows(pg_db)
     monkeypatch.setattr(parallel, "RANGE_BYTES", 1 << 20)
-    monkeypatch.setattr(parallel, "RANGE_LIMIT", 3 << 20)  # a range sized by the first rows would pass this
-    par, err = run(copier(source, pg_db, 2))
-    assert err is None
-    messages = next(t for t in par.tables if t.name == "messages")
-    assert messages.worker_rows == messages.copied_rows == MESSAGES
-    assert server_rows(pg_db) == expected and par.source_checksum == single.source_checksum
-
-
-def test_a_range_past_the_limit_goes_back_to_the_main_process(source, pg_db, monkeypatch):
-    """A range whose COPY data passes RANGE_LIMIT (its rows far larger than the sample said) goes back to
-    the main process, which reads it row by row: a worker never holds more. The same rows stored, the same
-    checksums."""
-    _grow(source)
-    single, err = run(copier(source, pg_db, 1))
-    assert err is None
-    expected = server_rows(pg_db)
-    monkeypatch.setattr(parallel, "RANGE_LIMIT", 1 << 20)  # a 200-row range of grown rows is ~4 MB
-    par, err = run(copier(source, pg_db, 2))
-    assert err is None
-    messages = next(t for t in par.tables if t.name == "messages")
-    assert 0 < messages.worker_rows < messages.copied_rows == MESSAGES  # the small ranges still in workers
-    assert messages.copied_rows - messages.worker_rows >= 900  # the grown ones (2001..3000) read by the main one
-    assert server_rows(pg_db) == expected
-    assert par.source_checksum == single.source_checksum
-    assert [(t.name, t.source_digest, t.target_digest) for t in par.tables] == [
-        (t.name, t.source_digest, t.target_digest) for t in single.tables
-    ]
+    for limit, main_rows in ((3 << 20, 0), (1 << 19, 900)):  # 3 MB: a range sized by the first rows passes it
+        monkeypatch.setattr(parallel, "RANGE_LIMIT", limit)
+        par, err = run(copier(source, pg_db, 2))
+        assert err is None
+        messages = next(t for t in par.tables if t.name == "messages")
+        assert messages.copied_rows == MESSAGES
+        if main_rows:  # the grown rows (2001..3000) read by the main process, the small ones by workers
+            assert 0 < messages.worker_rows <= MESSAGES - main_rows, limit
+        else:
+            assert messages.worker_rows == MESSAGES, limit
+        assert server_rows(pg_db) == expected
+        assert par.source_checksum == single.source_checksum
+        assert [(t.name, t.source_digest, t.target_digest) for t in par.tables] == [
+            (t.name, t.source_digest, t.target_digest) for t in single.tables
+        ]
 
 
 @settings(max_examples=200, deadline=None)
