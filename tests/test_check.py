@@ -161,7 +161,7 @@ def test_a_stop_while_check_drops_its_scratch_database_still_drops_it(pg_db: str
     """SIGTERM cancels check's DROP DATABASE on the server; the scratch database must not stay behind."""
     proc = spawn_cli(["check", "--database-url", pg_db, "--sql-dir", str(SQL)])
     waiting_drop = (
-        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+        "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
         "AND query LIKE 'DROP DATABASE IF EXISTS \"agor_db_check_%'"
     )
     with pg_admin_of(pg_db) as holder, pg_admin_of(pg_db) as watcher:
@@ -169,9 +169,11 @@ def test_a_stop_while_check_drops_its_scratch_database_still_drops_it(pg_db: str
         # DROP DATABASE needs ROW EXCLUSIVE on pg_database: held off, it is surely running when the signal lands
         with holder.transaction():
             holder.execute("LOCK TABLE pg_database IN SHARE MODE")
-            _wait_until("check's DROP DATABASE", lambda: watcher.execute(waiting_drop).fetchone()[0] == 1)
+            _wait_until("check's DROP DATABASE", lambda: len(watcher.execute(waiting_drop).fetchall()) == 1)
+            (first,) = watcher.execute(waiting_drop).fetchone()
             proc.send_signal(signal.SIGTERM)
-            time.sleep(1)  # the cancelled DROP has returned to agor-db by now
+            # the cancelled DROP has returned to agor-db (its backend waits no more) before the lock goes
+            _wait_until("the cancel of the DROP", lambda: (first,) not in watcher.execute(waiting_drop).fetchall())
         code, _out, err = finish_cli(proc)
     assert code == 143, err
     assert "terminated (SIGTERM)" in err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -181,14 +182,16 @@ def test_check_writes_nothing(fixture_copy, pg_db):
         assert conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()[0] == 0
 
 
-def _generated(tmp_path: Path, messages: int) -> Path:
+@pytest.fixture(scope="module")
+def generated_30k(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generated source of 30,000 messages, made once for the module (~4 s of CPU); tests copy it."""
     sys.path.insert(0, str(REPO / "bench"))
     try:
         import gen_agor_db
     finally:
         sys.path.pop(0)
-    path = tmp_path / "gen.db"
-    gen_agor_db.generate(path, messages=messages, huge=1)
+    path = tmp_path_factory.mktemp("generated") / "gen.db"
+    gen_agor_db.generate(path, messages=30_000, huge=1)
     return path
 
 
@@ -211,8 +214,9 @@ def _workers_of(source: Path) -> list[int]:
     [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated (SIGTERM)")],
     ids=["ctrl-c", "sigterm"],
 )
-def test_interrupted_copy_leaves_target_unchanged(tmp_path, pg_db, sig, code, said):
-    source = _generated(tmp_path, 30_000)
+def test_interrupted_copy_leaves_target_unchanged(tmp_path, pg_db, generated_30k, sig, code, said):
+    source = tmp_path / "gen.db"  # a path of its own: _workers_of finds this test's workers by it
+    shutil.copyfile(generated_30k, source)
     env_cmd = [sys.executable, "-m", "agor_db", "copy", "--from", str(source), "--to", pg_db]
     env = {**os.environ, "AGOR_DB_COPY_WORKERS": "2"}  # the worker processes are stopped too
     proc = subprocess.Popen(env_cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)

@@ -91,7 +91,7 @@ def test_peak_memory_is_bounded_by_three_times_the_largest_row(tmp_path: Path, p
     # The worst case for a Python str: one astral character makes every character four bytes.
     words = ["tool ", "output ", "línea ", "δεδομένα ", "ログ ", '"q" ', "tab\t", "\\path ", "🙂 "]
     # over 64 MB: past _PLAIN_LIMIT, so the server-side check streams it too
-    text = "".join(rnd.choice(words) for _ in range(9_500_000))
+    text = "".join(rnd.choices(words, k=9_500_000))  # (choices: a quarter of the CPU time of 9.5M choice())
     doc = json.dumps({"type": "tool_result", "content": [{"text": text}], "n": [1.50, 1e2]}, ensure_ascii=False)
     size = len(doc.encode("utf-8"))
     assert size > copy_json._PLAIN_LIMIT

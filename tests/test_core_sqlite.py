@@ -256,7 +256,11 @@ def test_ctrl_c_stops_a_long_statement_at_once_and_rolls_back(tmp_path: Path, sq
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.5)  # well inside the insert, which takes tens of seconds
+    # well inside the insert (tens of seconds): its pages spill into the file, which grows past 1 MB
+    start, deadline = db.stat().st_size, time.monotonic() + 60
+    while db.stat().st_size < start + (1 << 20):
+        assert proc.poll() is None and time.monotonic() < deadline, "the insert never started"
+        time.sleep(0.02)
     sent = time.monotonic()
     proc.send_signal(signal.SIGINT)
     _out, err = proc.communicate(timeout=60)

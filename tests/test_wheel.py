@@ -36,13 +36,15 @@ def test_wheel_installs_and_migrates_from_outside_the_checkout(tmp_path: Path) -
     assert modules <= set(names), sorted(modules - set(names))
 
     # A fresh virtualenv; the dependencies come from the test environment's site-packages (no network),
-    # agor-db itself only from the wheel.
+    # agor-db itself only from the wheel. The venv gets no pip of its own (ensurepip costs ~7 s): the test
+    # environment's pip installs into it (--python).
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     site = next((venv / "lib").glob("python3*/site-packages"))
     (site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    pip = [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python")]
     install = subprocess.run(
-        [str(venv / "bin" / "pip"), "install", "-q", "--no-deps", "--no-index", str(wheel)],
+        [*pip, "install", "-q", "--no-deps", "--no-index", str(wheel)],
         capture_output=True,
         text=True,
     )
