@@ -197,13 +197,16 @@ def _bare(pg: Any, table: str) -> None:
     """The table as the copier loads it (in this transaction): no foreign keys, keys or secondary indexes."""
     from agor_db.copy.target import droppable_keys, quote
 
-    fks = "SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'f'"
+    fks = (  # its own, and those that point at it (they hold its key)
+        "SELECT conrelid::regclass::text, conname FROM pg_constraint "
+        "WHERE %s::regclass IN (conrelid, confrelid) AND contype = 'f'"
+    )
     indexes = (
         "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-        "WHERE i.indrelid = %s::regclass AND NOT i.indisprimary"
+        "WHERE i.indrelid = %s::regclass AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = c.oid)"
     )
-    for (name,) in pg.execute(fks, (quote(table),)).fetchall():
-        pg.execute(f"ALTER TABLE {quote(table)} DROP CONSTRAINT {quote(name)}")
+    for owner, name in pg.execute(fks, (quote(table),)).fetchall():
+        pg.execute(f"ALTER TABLE {owner} DROP CONSTRAINT {quote(name)}")
     for key in droppable_keys(pg, [table]):
         pg.execute(f"ALTER TABLE {quote(table)} DROP CONSTRAINT {quote(key.name)}")
     for (name,) in pg.execute(indexes, (quote(table),)).fetchall():
