@@ -101,7 +101,7 @@ class RangeDone:
 
 
 def rows_per_range(row_bytes: float) -> int:
-    """RANGE_ROWS, fewer for rows of many bytes (``row_bytes``: a sample's mean)."""
+    """RANGE_ROWS, fewer for rows of many bytes (``row_bytes``: their size where the range lies)."""
     return max(1, min(RANGE_ROWS, int(RANGE_BYTES // max(row_bytes, 1.0))))
 
 
@@ -195,7 +195,7 @@ def _range_rows(src: Any, task: RangeTask, tables: dict[str, _Table]) -> RangeDo
     try:
         cursor = src.execute(task.query, (task.lo, task.hi))
         # Rows fetched a batch at a time, then encoded: SQLite's loop and the encoder's each run in turn
-        # with their own code and data in the CPU's caches (~5 us a row less than one row at a time, on
+        # with their own code and data in the CPU's caches (~2-5 us a row less than one row at a time, on
         # Agor's messages). A batch holds about BATCH_BYTES, at the size of the rows encoded so far.
         size = 16
         while batch := list(islice(cursor, size)):
