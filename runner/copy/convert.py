@@ -168,11 +168,10 @@ class Converter:
                 lo, hi = max(lo, EPOCH_MS_MIN), min(hi, EPOCH_MS_MAX)
             return f"{c} NOT BETWEEN {lo} AND {hi}"
         if self.family == "json":
-            # json_valid ignores a NUL byte and whatever follows it, and accepts \\u0000 and lone surrogate
-            # escapes, which jsonb refuses: any NUL byte or "\\u0000" sends the value to the exact check.
-            # The rest jsonb may refuse (an unpaired surrogate escape, numbers outside numeric's range) is
-            # tested as the row is hashed, before it is written: json.sent_text, json.may_be_refused.
-            return f"(NOT json_valid({c}) OR instr({c}, '\\u0000') > 0 OR instr(CAST({c} AS BLOB), x'00') > 0)"
+            # json_valid ignores a NUL byte and whatever follows it: any NUL byte sends the value to the exact
+            # check. The rest jsonb may refuse (\\u0000 and unpaired surrogate escapes, numbers outside
+            # numeric's range) is tested as the row is hashed, before it is written: json.may_be_refused.
+            return f"(NOT json_valid({c}) OR instr(CAST({c} AS BLOB), x'00') > 0)"
         if self.family == "text":
             nul = f"instr(CAST({c} AS BLOB), x'00') > 0"
             if self.column.max_length is None:

@@ -181,9 +181,9 @@ def refused_while_parsing(text: str) -> str | None:
 # no longer builds the canonical text of every value. What must still be decided before writing is
 # whether jsonb would refuse a text. SQLite's json_valid (strict RFC 8259 since 3.45), run in the
 # copier's SELECT, refuses every syntax error; beyond it jsonb refuses only a NUL byte (json_valid
-# stops reading at it) and a \u0000 escape, which the same SELECT flags (any NUL byte, any "\u0000":
-# copy_convert.Converter.attention_sql), an unpaired surrogate escape (``lone_surrogate``, tested here
-# when the text holds a "\ud"/"\uD" at all), a number outside numeric's range, and texts
+# stops reading at it), which the same SELECT flags (convert.Converter.attention_sql), a \u0000 escape
+# and an unpaired surrogate escape (tested here when the text holds a "\u" at all: ``lone_surrogate``
+# when a "\ud"/"\uD"; Python's search is far cheaper than SQLite's instr), a number outside numeric's range, and texts
 # past jsonb's size limits. A number is out of range only with an exponent of 4 or more digits (|e| >=
 # 1000: numeric's bounds are about |e| > 16000 today, older servers refused |e| > 1000) or a run of
 # thousands of digits; those, and very long texts, are tested here in C (bytes.translate, substring
@@ -222,15 +222,16 @@ def lone_surrogate(text: str) -> bool:
 
 
 def may_be_refused(text: str) -> bool:
-    """For a text the copier's SQLite-side test passed (json_valid, no NUL byte, no "\\u0000"): False when
-    jsonb surely takes it, True when it needs the exact check (ValueError when it is not even UTF-8)."""
+    """For a text the copier's SQLite-side test passed (json_valid, no NUL byte): False when jsonb surely
+    takes it, True when it needs the exact check (ValueError when it is not even UTF-8)."""
     return may_be_refused_encoded(text, None if len(text) > _PIECE else text.encode("utf-8"))
 
 
 def may_be_refused_encoded(text: str, raw: bytes | None) -> bool:
     """may_be_refused, given the text's UTF-8 bytes when they are at hand (a worker encodes every text
     for the COPY anyway); a text longer than _PIECE is examined in pieces either way."""
-    if "\\u" in text and ("\\ud" in text or "\\uD" in text) and lone_surrogate(text):
+    # jsonb refuses a \u0000 escape and an unpaired surrogate one (most texts hold no "\u" at all)
+    if "\\u" in text and ("\\u0000" in text or (("\\ud" in text or "\\uD" in text) and lone_surrogate(text))):
         return True
     if raw is None or len(text) > _PIECE:
         return _long_may_be_refused(text)
