@@ -11,8 +11,8 @@ client (a worker's per-row path; ``time.thread_time``):
   step        SQLite step + apsw's conversion to Python objects (plain ``SELECT rowid, cols``)
   selects     the worker query's column expressions (long values replaced by their length)
   tests       the query's flag: the inline SQLite tests (NUL bytes, types, ranges, json_valid, orphans)
-  encode      binary COPY encoding alone (pgbinary.encoder)
-  hash        the checksum in the same pass (pgbinary.hashing_encoder minus encode and the JSON check)
+  encode      binary COPY encoding alone (pgbinary.row_writer: psycopg's row writer, as a worker uses it)
+  hash        the checksum of those bytes (pgbinary.hashing_encoder minus encode and the JSON check)
   json check  the JSON pre-check (json.check_sent: numbers and escapes jsonb may refuse)
   range       a whole range as a worker reads it (parallel._range): what the parts should add up to
 
@@ -121,7 +121,7 @@ def client_parts(src: Any, tasks: list[Any]) -> tuple[int, dict[str, float]]:
     from agor_db.copy import parallel
     from agor_db.copy.json import check_sent
     from agor_db.copy.longtext import LONG
-    from agor_db.copy.pgbinary import encoder, hashing_encoder
+    from agor_db.copy.pgbinary import hashing_encoder, row_writer
 
     query = tasks[0].query
     head, _, tail = query.rpartition(" FROM ")  # the tests' subqueries have FROMs of their own
@@ -139,7 +139,7 @@ def client_parts(src: Any, tasks: list[Any]) -> tuple[int, dict[str, float]]:
     cpu["selects"] = thread_cpu(each(selects)) - cpu["step"]
     cpu["tests"] = thread_cpu(each(query)) - cpu["step"] - cpu["selects"]
     if oids:
-        encode, unchecked = encoder(oids), hashing_encoder(oids, families, lambda text, raw: None, LONG)
+        encode, unchecked = row_writer(oids), hashing_encoder(oids, families, lambda text, raw: None, LONG)
         cpu["encode"] = thread_cpu(lambda: [encode(r, bytearray()) for r in rows])  # type: ignore[func-returns-value]
         cpu["hash"] = thread_cpu(lambda: [unchecked(r, bytearray()) for r in rows]) - cpu["encode"]
         texts = [(r[i], r[i].encode()) for r in rows for i, f in enumerate(families) if f == "json" and r[i]]
@@ -179,7 +179,7 @@ def server_parts(src: Any, url: str, table: str, tasks: list[Any]) -> dict[str, 
             with pg.cursor().copy(f"COPY {quote(STAGE)} ({stage_names}) FROM STDIN (FORMAT BINARY)") as cp:
                 cp.write(SIGNATURE + bytes(done.data) + TRAILER)
             t1 = proc_cpu(pid)
-            pg.execute(server_digest_sql(STAGE, converters, json_as_sent=True)).fetchone()
+            pg.execute(server_digest_sql(STAGE, converters, json_as_sent=True, wire=task.wire)).fetchone()
             t2 = proc_cpu(pid)
             pg.execute(f"INSERT INTO {quote(table)} ({names}) SELECT {exprs} FROM {quote(STAGE)}")
             t3 = proc_cpu(pid)

@@ -342,7 +342,7 @@ ROWS = st.tuples(
 @settings(max_examples=300, deadline=None)
 @given(row=ROWS)
 def test_hashing_encoder_gives_rowhasher_checksum_and_encoder_bytes(row):
-    expected = RowHasher(CONVERTERS, None, json_as_sent=True)
+    expected = RowHasher(CONVERTERS, None, json_as_sent=True, wire=WIRE)
     expected.add(row)
     plain, hashed = bytearray(), bytearray()
     encoder(WIRE)(row, plain)
@@ -360,9 +360,10 @@ def test_worker_range_with_a_value_over_the_limit_hashes_it_in_chunks(tmp_path, 
     src.executemany("INSERT INTO r VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
     monkeypatch.setattr(parallel, "LONG", 100)
     names = ", ".join(c.name for c in COLUMNS)
-    task = RangeTask(f"SELECT rowid, {names}, 0 FROM r WHERE rowid > ? AND rowid <= ?", CONVERTERS, 0, 6, WIRE)
+    query = f"SELECT rowid, {names}, 0 FROM r WHERE rowid > ? AND rowid <= ?"
+    task = RangeTask(query, CONVERTERS, 0, 6, WIRE, wire=WIRE)
     done = parallel._range(src, task, {})
-    expected = RowHasher(CONVERTERS, None, json_as_sent=True)
+    expected = RowHasher(CONVERTERS, None, json_as_sent=True, wire=WIRE)
     plain = bytearray()
     for row in rows:
         expected.add(row)

@@ -28,7 +28,7 @@ from typing import Any
 
 from .convert import Converter, binary_copy_types
 from .longtext import STREAMED, LongText, TextPieces
-from .pgbinary import ENCODABLE, SIGNATURE, TRAILER, Encoder, encoder
+from .pgbinary import SIGNATURE, TRAILER, Encoder, encoder, has_form
 from .target import Column, quote
 from .verify import Digest, server_digest
 
@@ -41,6 +41,16 @@ CHUNKS_AHEAD = 1  # chunks the main thread may have ready while the loader threa
 
 
 PIECES_AHEAD = 4  # pieces of a long value (longtext.PIECE bytes each) on their way to the loader thread
+
+
+def wire_types(columns: tuple[Column, ...], converters: tuple[Converter, ...]) -> tuple[int, ...] | None:
+    """A staged table's types as staged (JSON as text) when each has a binary COPY form here (pgbinary.py):
+    its rows are then hashed as those bytes (verify.py) and may come from workers ready to send. None for
+    a table copied straight into place, or with a type that has no such form here."""
+    if not any(c.family == "json" for c in converters):
+        return None
+    oids = tuple(TEXT_OID if c.family == "json" else col.oid for col, c in zip(columns, converters, strict=True))
+    return oids if all(has_form(c.family, o) for c, o in zip(converters, oids, strict=True)) else None
 
 
 @dataclass(frozen=True)
@@ -76,7 +86,7 @@ def _writer(cur: Any) -> Any:
 class TableLoader:
     """``with TableLoader(...) as write_row:`` COPYs one table's rows; ``staged`` is then the server's
     checksum of the staged rows and ``inserted`` how many it stored (None, 0 for a table copied straight
-    into place)."""
+    into place). ``wire``: the form of that checksum (verify.RowHasher's, the client's side of it)."""
 
     def __init__(
         self,
@@ -85,8 +95,10 @@ class TableLoader:
         columns: tuple[Column, ...],
         converters: tuple[Converter, ...],
         long_cols: list[int] | None = None,
+        wire: tuple[int, ...] | None = None,
     ):
         self.conn, self.table, self.columns, self.converters = conn, table, columns, converters
+        self.wire = wire
         self.json = [i for i, c in enumerate(converters) if c.family == "json"]
         # the columns whose values may come as a LongText (only when the table has JSON: it is staged)
         self.long_cols = sorted(set(self.json) | set(long_cols or ())) if self.json else []
@@ -115,7 +127,7 @@ class TableLoader:
         self._create_stage()
         self.staged = Digest(0, 0)
         oids = binary_copy_types(self.conn.cursor().adapters, self.staged_columns, self.conn.info.encoding)
-        if oids is not None and all(o in ENCODABLE for o in oids):
+        if oids is not None and tuple(oids) == wire_types(self.columns, self.converters):
             self.wire_oids = tuple(oids)
         self._thread = threading.Thread(target=self._load, name=f"agor-db copy {self.table}", daemon=True)
         self._thread.start()
@@ -266,7 +278,7 @@ class TableLoader:
             self._copy_cm.__exit__(type(exc), exc, exc.__traceback__)
             raise
         self._copy_cm.__exit__(None, None, None)
-        got = server_digest(self.conn, STAGE, self.converters, json_as_sent=True)
+        got = server_digest(self.conn, STAGE, self.converters, json_as_sent=True, wire=self.wire)
         assert self.staged is not None
         self.staged = Digest(self.staged.rows + got.rows, self.staged.total + got.total)
         names = ", ".join(quote(c.name) for c in self.columns)

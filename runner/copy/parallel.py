@@ -81,6 +81,7 @@ class RangeTask:
     hi: int
     oids: tuple[int, ...] | None = None  # the COPY's column types: the rows come back as binary COPY data
     limit: int = RANGE_LIMIT  # bytes of COPY data past which the range goes back to the main process
+    wire: tuple[int, ...] | None = None  # the checksum's form (verify.RowHasher); ``oids``, when they are set
 
 
 @dataclass(frozen=True)
@@ -167,8 +168,9 @@ class _Table:
 
 
 def _table(task: RangeTask) -> _Table:
-    table = _Table(RowHasher(task.converters, None, json_as_sent=True))
+    table = _Table(RowHasher(task.converters, None, json_as_sent=True, wire=task.wire))
     if task.oids:
+        assert task.oids == task.wire  # the rows are hashed as the bytes encoded
         table.encode = encoder(task.oids)
         families = tuple(c.family for c in task.converters)
         table.encode_hash = hashing_encoder(task.oids, families, check_sent, LONG)
@@ -186,6 +188,8 @@ def _range(src: Any, task: RangeTask, tables: dict[str, _Table]) -> RangeDone:
 
 
 def _range_rows(src: Any, task: RangeTask, tables: dict[str, _Table]) -> RangeDone:
+    from psycopg import DataError  # a value psycopg's row writer refuses (pgbinary.row_writer)
+
     table = tables.get(task.query) or tables.setdefault(task.query, _table(task))
     hasher, encode, encode_hash = table.hasher, table.encode, table.encode_hash
     hasher.rows = hasher.total = 0
@@ -217,7 +221,7 @@ def _range_rows(src: Any, task: RangeTask, tables: dict[str, _Table]) -> RangeDo
                 return RangeDone(task.lo, task.hi)
             if data:
                 size = max(1, min(BATCH_ROWS, BATCH_BYTES * (rows + hasher.rows) // len(data)))
-    except (ValueError, ArithmeticError, RuntimeError, struct.error):  # the exact path decides
+    except (ValueError, ArithmeticError, RuntimeError, TypeError, struct.error, DataError):  # the exact path decides
         return RangeDone(task.lo, task.hi)
     if encode_hash is None:
         return RangeDone(task.lo, task.hi, hasher.rows, hasher.total, values=out)

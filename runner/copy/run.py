@@ -32,7 +32,7 @@ from ..core.urls import DatabaseUrl, redact
 from . import longtext, parallel
 from .convert import Bytes, Converter, Issue, Policies, converter_for, shorten
 from .json import JsonOracle
-from .load import TableLoader
+from .load import TableLoader, wire_types
 from .longtext import LongText, TextPieces, select_sql
 from .parallel import RangeDone, RangeTask, SnapshotWatch, Workers, worker_count
 from .scan import Report, duplicate_sql, key_text, orphan_sql, row_ident_sql, unique_keys_to_check
@@ -56,8 +56,12 @@ CREATE TABLE IF NOT EXISTS {RUNS_TABLE} (
     table_checksums JSONB
 );
 -- run tables written before table_checksums existed get the column (their rows keep NULL)
-ALTER TABLE {RUNS_TABLE} ADD COLUMN IF NOT EXISTS table_checksums JSONB
+ALTER TABLE {RUNS_TABLE} ADD COLUMN IF NOT EXISTS table_checksums JSONB;
+-- the form of the rows' checksums (verify.py): NULL for a run before staged tables were hashed as their
+-- binary COPY bytes, 2 since
+ALTER TABLE {RUNS_TABLE} ADD COLUMN IF NOT EXISTS checksum_form INT
 """
+CHECKSUM_FORM = 2
 
 
 class SourceNotReady(AgorDbError):
@@ -407,6 +411,7 @@ class Copier:
         self.watch: SnapshotWatch | None = None
         self.utf8_source = False
         self.started_ms = 0  # this run's started_at in the run table: how it is found after an interrupt
+        self.legacy_checksums = False  # hash as agor-db did before CHECKSUM_FORM 2 (to compare with such a run)
 
     def run(self) -> CopyResult:
         from ..core import migrate as core
@@ -559,7 +564,7 @@ class Copier:
         # to_jsonb(r): a run table from before table_checksums existed has no such column (NULL then)
         rows = conn.execute(
             f"SELECT source, source_checksum, row_counts, started_at, finished_at, "
-            f"to_jsonb(r) -> 'table_checksums' FROM {RUNS_TABLE} r ORDER BY id"
+            f"to_jsonb(r) -> 'table_checksums', to_jsonb(r) -> 'checksum_form' FROM {RUNS_TABLE} r ORDER BY id"
         ).fetchall()
         return [
             {
@@ -569,6 +574,7 @@ class Copier:
                 "started_at": r[3],
                 "finished_at": r[4],
                 "tables": r[5] or {},
+                "checksum_form": r[6],
             }
             for r in rows
         ]
@@ -603,8 +609,11 @@ class Copier:
             )
         writing, self.writing = self.writing, False
         self.progress.phase("the target holds an earlier copy: computing the source's checksum to compare")
-        self._pass(src, None, pairs)
-        self.writing = writing
+        self.legacy_checksums = last["checksum_form"] != CHECKSUM_FORM  # its checksums in its own form
+        try:
+            self._pass(src, None, pairs)
+        finally:
+            self.writing, self.legacy_checksums = writing, False
         checksum = source_checksum(self.result.tables)
         now = {t.name: t.source_digest.rows for t in self.result.tables if t.source_digest and t.source_digest.rows}
         if self.report.ok and checksum == last["source_checksum"] and filled == now:
@@ -718,7 +727,8 @@ class Copier:
         self.result.source_checksum = source_checksum(self.result.tables)
         conn.execute(
             f"INSERT INTO {RUNS_TABLE} (source, source_checksum, row_counts, policies, changed_rows, "
-            "started_at, finished_at, agor_db_version, table_checksums) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            "started_at, finished_at, agor_db_version, table_checksums, checksum_form) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (
                 self.src.display,
                 self.result.source_checksum,
@@ -729,6 +739,7 @@ class Copier:
                 now_ms(),
                 __version__,
                 json.dumps(table_checksums(self.result.tables)),
+                CHECKSUM_FORM,
             ),
         )
 
@@ -1051,7 +1062,9 @@ class TablePass:
         self.ident = row_ident_sql(source, self.pk)
         # Parents a policy dropped rows from: children pointing at them are orphans too (live sets).
         self.lost = any(fk.ref_columns in copier.dropped.get(fk.ref_table, {}) for fk in self.fks)
-        self.hasher = RowHasher(self.convs, copier.oracle, json_as_sent=True)
+        # The checksum's form: an earlier copy's own (its run says which) when comparing with it
+        self.wire = None if copier.legacy_checksums else wire_types(pair.columns, self.convs)
+        self.hasher = RowHasher(self.convs, copier.oracle, json_as_sent=True, wire=self.wire)
         self.write_row: Any = None
         self.loader: TableLoader | None = None
         self.writing = copier.writing and copier.report.ok  # changes only when convert reports a problem
@@ -1079,7 +1092,7 @@ class TablePass:
         self.copier.progress.table_start(name, total)
         started = time.perf_counter()
         if self.copier.writing and conn is not None:
-            loader = self.loader = TableLoader(conn, name, self.pair.columns, self.convs, self.long_cols)
+            loader = self.loader = TableLoader(conn, name, self.pair.columns, self.convs, self.long_cols, self.wire)
             with loader as self.write_row:
                 self._rows()
             self.loader = None
@@ -1146,7 +1159,8 @@ class TablePass:
         samples = [(at, float(b or 0)) for at, b in self.src.execute(parallel.sample_sql(table, size), (lo, step, hi))]
         query, oids, limit = self._query(upto=True), self.loader.wire_oids, parallel.RANGE_LIMIT
         bounds = parallel.split_sized(lo, hi, rows, samples)
-        return workers.run(self.pair.target.name, (RangeTask(query, self.convs, a, b, oids, limit) for a, b in bounds))
+        tasks = (RangeTask(query, self.convs, a, b, oids, limit, self.wire) for a, b in bounds)
+        return workers.run(self.pair.target.name, tasks)
 
     def examine_range(self, done: RangeDone) -> bool:
         """True when a worker's clean range can go as it is: no policy drop makes its rows need the exact path."""
