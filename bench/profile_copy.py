@@ -214,7 +214,7 @@ def _bare(pg: Any, table: str) -> None:
 
 
 def _direct_copy(pg: Any, src: Any, table: str, columns: Any, tasks: list[Any]) -> float:
-    from agor_db.copy.convert import binary_copy_types
+    from agor_db.copy.pgbinary import binary_copy_types
     from agor_db.copy.target import quote
 
     source = tasks[0].query.rpartition(" FROM ")[2].partition(" WHERE ")[0]  # the SQLite table, quoted

@@ -16,9 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agor_db.copy import verify
-from agor_db.copy.convert import binary_copy_types, converter_for
+from agor_db.copy.convert import converter_for
 from agor_db.copy.load import TEXT_OID, wire_types
 from agor_db.copy.longtext import LongText
+from agor_db.copy.pgbinary import binary_copy_types
 from agor_db.copy.target import Column
 from agor_db.copy.verify import RowHasher, server_digest
 

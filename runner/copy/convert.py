@@ -329,59 +329,6 @@ def converter_for(column: Column, table: str) -> Converter:
     )
 
 
-# -- binary COPY ------------------------------------------------------------------------------
-#
-# Binary COPY spares the client COPY-text escaping of the long JSON values and the server the text
-# parsing of every integer and the unescaping of every text. Used when every column of a table has a
-# type whose binary form is written from what SQLite gives: psycopg's own dumpers for text, integers
-# and bytea, ours below for jsonb/json (the text as it is: psycopg's jsonb dumper would make a str a JSON
-# string) and boolean (SQLite's 0/1 are ints). Any other type: the table goes in text format.
-
-BOOL_OID, JSON_OID, JSONB_OID = 16, 114, 3802
-BINARY_COPY_OIDS = frozenset({BOOL_OID, 17, 20, 21, 23, 25, JSON_OID, 1042, 1043, JSONB_OID})
-
-
-def binary_copy_types(adapters: Any, columns: tuple[Column, ...], encoding: str) -> list[int] | None:
-    """Register the dumpers binary COPY needs on ``adapters`` (a cursor's); the column type oids to give
-    ``Copy.set_types``, or None when this table has to go in text format."""
-    from psycopg.adapt import Dumper
-    from psycopg.pq import Format
-
-    oids = [c.oid for c in columns]
-    if not oids or not all(o in BINARY_COPY_OIDS for o in oids):
-        return None
-
-    class JsonbTextDumper(Dumper):
-        format = Format.BINARY
-        oid = JSONB_OID
-
-        def dump(self, obj: str) -> bytes:
-            return b"\x01" + obj.encode(encoding)  # jsonb's binary form: version 1, then the JSON text
-
-    class JsonTextDumper(Dumper):
-        format = Format.BINARY
-        oid = JSON_OID
-
-        def dump(self, obj: str) -> bytes:
-            return obj.encode(encoding)
-
-    class BoolIntDumper(Dumper):
-        format = Format.BINARY
-        oid = BOOL_OID
-
-        def dump(self, obj: Any) -> bytes:
-            return b"\x01" if obj else b"\x00"
-
-    for dumper in (JsonbTextDumper, JsonTextDumper, BoolIntDumper):
-        adapters.register_dumper(None, dumper)
-    try:
-        for o in set(oids):
-            adapters.get_dumper_by_oid(o, Format.BINARY)
-    except Exception:  # this psycopg has no binary dumper for one of them: text format it is
-        return None
-    return oids
-
-
 # -- canonical row text for the checksums -----------------------------------------------------
 #
 # Each value becomes \x01 + its text + \x00, NULL becomes \x02. PostgreSQL text cannot hold NUL, so

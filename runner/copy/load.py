@@ -26,9 +26,9 @@ from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any
 
-from .convert import Converter, binary_copy_types
+from .convert import Converter
 from .longtext import STREAMED, LongText, TextPieces
-from .pgbinary import SIGNATURE, TRAILER, Encoder, encoder, has_form
+from .pgbinary import SIGNATURE, TRAILER, Encoder, binary_copy_types, encoder, has_form
 from .target import Column, quote
 from .verify import Digest, server_digest
 

@@ -1,10 +1,12 @@
-"""PostgreSQL's binary COPY format, written without a connection (in a worker process, parallel.py).
+"""PostgreSQL's binary COPY format: which tables go in it, and rows written without a connection.
 
-A row is a 16-bit field count, then per field a 32-bit length (-1 for NULL) and the value's binary form;
-a COPY stream is the signature, the rows, and a -1 trailer. The forms here are exactly what psycopg's
-dumpers (and convert.py's for boolean and json) write for the values SQLite gives: UTF-8 text for
-text, varchar and json, big-endian integers of the column's width, one byte for a boolean, the
-bytes of a bytea. Tables with any other type are not encoded here (the rows go through psycopg).
+``binary_copy_types`` decides whether a table's COPY is binary and registers the dumpers it needs. A row is
+a 16-bit field count, then per field a 32-bit length (-1 for NULL) and the value's binary form; a COPY
+stream is the signature, the rows, and a -1 trailer. The forms written here (in a worker process,
+parallel.py) are exactly what psycopg's dumpers (and ours below for boolean and json) write for the values
+SQLite gives: UTF-8 text for text, varchar and json, big-endian integers of the column's width, one byte
+for a boolean, the bytes of a bytea. Tables with any other type are not encoded here (the rows go through
+psycopg). The same bytes are what a staged table's checksum covers (verify.py).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import struct
 from collections.abc import Callable
 from hashlib import md5
 from typing import Any
+
+from .target import Column
 
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"  # no flags, no header extension
 TRAILER = b"\xff\xff"
@@ -82,12 +86,65 @@ def encoder(oids: tuple[int, ...]) -> Encoder:
     return fn
 
 
+# -- binary COPY ------------------------------------------------------------------------------
+#
+# Binary COPY spares the client COPY-text escaping of the long JSON values and the server the text
+# parsing of every integer and the unescaping of every text. Used when every column of a table has a
+# type whose binary form is written from what SQLite gives: psycopg's own dumpers for text, integers
+# and bytea, ours below for jsonb/json (the text as it is: psycopg's jsonb dumper would make a str a JSON
+# string) and boolean (SQLite's 0/1 are ints). Any other type: the table goes in text format.
+
+JSON_OID, JSONB_OID = 114, 3802
+BINARY_COPY_OIDS = frozenset({BOOL, 17, 20, 21, 23, 25, JSON_OID, 1042, 1043, JSONB_OID})
+
+
+def binary_copy_types(adapters: Any, columns: tuple[Column, ...], encoding: str) -> list[int] | None:
+    """Register the dumpers binary COPY needs on ``adapters`` (a cursor's); the column type oids to give
+    ``Copy.set_types``, or None when this table has to go in text format."""
+    from psycopg.adapt import Dumper
+    from psycopg.pq import Format
+
+    oids = [c.oid for c in columns]
+    if not oids or not all(o in BINARY_COPY_OIDS for o in oids):
+        return None
+
+    class JsonbTextDumper(Dumper):
+        format = Format.BINARY
+        oid = JSONB_OID
+
+        def dump(self, obj: str) -> bytes:
+            return b"\x01" + obj.encode(encoding)  # jsonb's binary form: version 1, then the JSON text
+
+    class JsonTextDumper(Dumper):
+        format = Format.BINARY
+        oid = JSON_OID
+
+        def dump(self, obj: str) -> bytes:
+            return obj.encode(encoding)
+
+    class BoolIntDumper(Dumper):
+        format = Format.BINARY
+        oid = BOOL
+
+        def dump(self, obj: Any) -> bytes:
+            return b"\x01" if obj else b"\x00"
+
+    for dumper in (JsonbTextDumper, JsonTextDumper, BoolIntDumper):
+        adapters.register_dumper(None, dumper)
+    try:
+        for o in set(oids):
+            adapters.get_dumper_by_oid(o, Format.BINARY)
+    except Exception:  # this psycopg has no binary dumper for one of them: text format it is
+        return None
+    return oids
+
+
 # -- the row's checksum in the same pass ---------------------------------------------------------
 #
 # A staged table's row checksum is the md5 of the row's binary COPY bytes (verify.py), so a worker hashes
 # exactly the bytes it hands over, and PostgreSQL builds the same bytes from what it parsed with each
 # type's send function (verify.server_digest_sql). The bytes come from psycopg's own row writer (C where
-# psycopg has it) with the dumpers the copy's cursor uses (convert.binary_copy_types): the main process's
+# psycopg has it) with the dumpers the copy's cursor uses (binary_copy_types): the main process's
 # rows, which psycopg's COPY writes, are then hashed as the very bytes it sends.
 
 
@@ -118,9 +175,6 @@ def _psycopg_writer(oids: tuple[int, ...]) -> tuple[Callable[[Any, Any, bytearra
     import psycopg
     from psycopg import adapt
     from psycopg.pq import Format
-
-    from .convert import binary_copy_types
-    from .target import Column
 
     try:  # where psycopg keeps it (3.2+); not a public name, so anything else falls back to ours
         from psycopg._copy_base import format_row_binary
