@@ -212,17 +212,22 @@ def hashing_encoder(
     long_ = [f"(a{i} is not None and len(a{i}) > L)" for i, f in enumerate(families) if f in ("json", "text", "bytea")]
     guard = f"    if {' or '.join(long_)}:\n        LONG()\n" if long_ else ""
     json = [i for i, f in enumerate(families) if f == "json"]
-    checks = "".join(f"    if a{i} is not None:\n        J(a{i}, a{i}.encode('utf-8'))\n" for i in json)
+    # A JSON text is encoded once, for its check and for the COPY: its bytes go in its place, written as a
+    # bytea's (the same field: a length, then the bytes).
+    encode = "    if a{0} is not None:\n        a{0} = a{0}.encode('utf-8')\n        J(v[{0}], a{0})\n"
+    checks = "".join(encode.format(i) for i in json)
+    row = f"({names},)" if json else "v"
     # One generated function per table: this runs for every row a worker reads.
     source = (
         f"def encode(v, out):\n    {names}, = v\n{guard}{checks}"
-        "    start = len(out)\n    WRITE(v, TX, out)\n"
+        f"    start = len(out)\n    WRITE({row}, TX, out)\n"
         "    return FROM(MD5(out[start:]).digest()[:8], 'big', signed=True)\n"
     )
     env: dict[str, Any] = {"J": check_json, "L": limit, "LONG": _too_long, "MD5": md5, "FROM": int.from_bytes}
-    found = _psycopg_writer(oids)
+    written = tuple(BYTEA if i in json else oid for i, oid in enumerate(oids))
+    found = _psycopg_writer(written)
     if found is None:  # ours, called the same way
-        ours = encoder(oids)
+        ours = encoder(written)
         found = (lambda row, tx, out: ours(row, out)), None
     env["WRITE"], env["TX"] = found
     exec(source, env)  # built from column positions and families only
