@@ -186,7 +186,14 @@ def _psycopg_writer(oids: tuple[int, ...]) -> tuple[Callable[[Any, Any, bytearra
         return None
     tx = adapt.Transformer(context)
     tx.set_dumper_types(list(oids), Format.BINARY)
-    return format_row_binary, tx
+    # A private name may change what it takes or writes: one probe row, else ours
+    probe, theirs, ours = (None,) * len(oids), bytearray(), bytearray()
+    try:
+        format_row_binary(probe, tx, theirs)
+    except Exception:
+        return None
+    encoder(oids)(probe, ours)
+    return (format_row_binary, tx) if theirs == ours else None
 
 
 class _Context:
