@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from agor_db.core.errors import MigrationFileError
@@ -100,6 +100,8 @@ HEADER_LINES = st.one_of(
 
 @settings(max_examples=300, deadline=None)
 @given(lines=st.lists(HEADER_LINES, max_size=8), ends=st.lists(st.sampled_from(["\n", "\r\n", "\r"]), min_size=1))
+@example(lines=["-- transactional: false"], ends=["\r"])  # a file's only line end a trailing CR: yoyo sees CRLF
+@example(lines=["-- depends: a", "-- depends: b", "SELECT 1;"], ends=["\r", "\r\n"])
 def test_directives_are_read_as_yoyo_reads_them(lines: list[str], ends: list[str]) -> None:
     """agor-db reads the directives itself (importing yoyo costs every run ~40 ms): the same names and values
     as yoyo's own parser on any header, any mix of line endings included."""

@@ -52,9 +52,12 @@ _LEADING_LINE = re.compile(r"\s*(?:--.*)?$")
 
 def directives(text: str) -> dict[str, str]:
     """The yoyo directives of a migration: name -> value, a name given twice has its values joined by a space."""
-    end = _LINE_END.search(text)
+    # the first line end decides how the file is cut into lines; a file without one is one line (the end
+    # searched for is that of ``text + "\n"``, so a lone trailing CR counts as CRLF, as in yoyo)
+    end = _LINE_END.search(text + "\n")
+    assert end is not None
     found: dict[str, str] = {}
-    for line in text.split(end.group() if end else "\n"):
+    for line in text.split(end.group()):
         directive = _DIRECTIVE.match(line)
         if directive is None:
             if _LEADING_LINE.match(line) is None:
