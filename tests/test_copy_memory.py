@@ -37,7 +37,8 @@ def _one_shot(text: str) -> bool:
 
 
 def _long_text(rnd: random.Random, inject: str, at: int) -> str:
-    filler = "".join(rnd.choice(["ab ", "é ", "日本 ", "x1 ", "🙂"]) for _ in range(copy_json._PIECE // 2))
+    # (choices: a quarter of the CPU time of as many choice() calls, the same distribution)
+    filler = "".join(rnd.choices(["ab ", "é ", "日本 ", "x1 ", "🙂"], k=copy_json._PIECE // 2))
     body = filler[:at] + inject + filler[at:]
     return json.dumps({"text": body[: copy_json._PIECE + 4000], "n": [1]}, ensure_ascii=False)
 

@@ -5,6 +5,7 @@ source written to during the copy handled without a wrong or half-written target
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import signal
 import sys
@@ -165,6 +166,51 @@ def test_sized_ranges_cover_every_rowid_once(lo, span, density, sizes):
     assert bounds[0][0] == lo - 1 and bounds[-1][1] == hi
     assert all(a < b for a, b in bounds)
     assert all(b == a2 for (_, b), (a2, _) in itertools.pairwise(bounds))
+
+
+def _split_range_by_range(lo, hi, rows, samples):
+    """The reference for split_sized: its ranges made one at a time."""
+    per_rowid = rows / (hi - lo + 1)
+    bounds, after, units = [], lo - 1, 0.0
+    for i, (start, size) in enumerate(parallel._smoothed(samples)):
+        end = samples[i + 1][0] - 1 if i + 1 < len(samples) else hi
+        density = per_rowid / parallel.rows_per_range(size)
+        pos = start - 1
+        while (need := (1.0 - units) / density) <= end - pos:
+            pos = min(end, pos + max(1, math.ceil(need)))
+            bounds.append((after, pos))
+            after, units = pos, 0.0
+        units += density * (end - pos)
+    return [*bounds, (after, hi)] if after < hi else bounds
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    lo=st.integers(-(2**62), 2**62),
+    span=st.integers(1, 5_000),
+    sizes=st.lists(
+        st.one_of(st.floats(0, 10**7), st.sampled_from([1.0, 499.0, 10_486.0, 2**21])), min_size=1, max_size=40
+    ),
+    data=st.data(),
+)
+def test_sized_ranges_are_those_made_one_at_a_time(lo, span, sizes, data):
+    """split_sized counts a segment's whole ranges instead of looping over them: the same ranges, also for
+    more rows than rowids, rowids near 2**62 (where a float no longer holds every integer), and a row per
+    rowid (ranges of a whole number of rowids, where the last one fills a segment exactly)."""
+    rows = data.draw(st.one_of(st.integers(1, 15_000), st.sampled_from([span, 2 * span, max(1, span // 2)])))
+    hi = lo + span - 1
+    step = max(1, span // len(sizes))
+    samples = [(lo + i * step, size) for i, size in enumerate(sizes) if lo + i * step <= hi]
+    assert parallel.split_sized(lo, hi, rows, samples) == _split_range_by_range(lo, hi, rows, samples)
+
+
+def test_sized_ranges_that_fill_a_segment_exactly():
+    """A row per rowid and ranges of 200 rows (RANGE_ROWS here): the second range ends where the first
+    segment does, and the next segment starts a new one."""
+    assert parallel.split_sized(1, 800, 800, [(1, 1.0), (401, 1.0)]) == [(0, 200), (200, 400), (400, 600), (600, 800)]
+    assert parallel.split_sized(1, 800, 800, [(1, 1.0), (401, 1.0)]) == _split_range_by_range(
+        1, 800, 800, [(1, 1.0), (401, 1.0)]
+    )
 
 
 def test_sized_ranges_hold_about_range_bytes():

@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from agor_db.core.errors import MigrationFileError
 from agor_db.core.source import checksum, list_migrations, parse
+from agor_db.core.sqltext import directives
 
 
 def _one(tmp_path: Path, body: str | bytes, name: str = "0001_x.sql") -> Path:
@@ -77,3 +80,33 @@ def test_malformed_files(tmp_path: Path, body: str | bytes, message: str) -> Non
     with pytest.raises(MigrationFileError) as err:
         parse(list_migrations(folder)[0], set())
     assert message in str(err.value)
+
+
+# Lines a migration header is made of, and what follows it: directives (either name, odd spacing, empty or
+# repeated), comments, blank lines (with whitespace yoyo's \s takes), SQL, and lines that only look like them.
+HEADER_LINES = st.one_of(
+    st.builds(
+        lambda pad, name, gap, value: f"{pad}--{gap}{name}{gap}:{gap}{value}",
+        st.sampled_from(["", " ", "\t", "\x0b", "\u3000"]),
+        st.sampled_from(["transactional", "depends", "Transactional", "depend", "transactional2"]),
+        st.sampled_from(["", " ", "  \t"]),
+        st.sampled_from(["false", "true", " TRUE ", "0001_a 0002_b", "", "x: y", "maybe\t"]),
+    ),
+    st.sampled_from(["", " ", "\t\x0c", "--", "-- a comment", "  -- depends 0001_a", "-", "/* c */", "--depends:a"]),
+    st.sampled_from(["SELECT 1;", "CREATE TABLE a (id INTEGER);", "-- transactional: false; SELECT 1", "x -- y"]),
+    st.text(st.sampled_from(" -:\tadeflnprstu\x0b"), max_size=24),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(lines=st.lists(HEADER_LINES, max_size=8), ends=st.lists(st.sampled_from(["\n", "\r\n", "\r"]), min_size=1))
+@example(lines=["-- transactional: false"], ends=["\r"])  # a file's only line end a trailing CR: yoyo sees CRLF
+@example(lines=["-- depends: a", "-- depends: b", "SELECT 1;"], ends=["\r", "\r\n"])
+def test_directives_are_read_as_yoyo_reads_them(lines: list[str], ends: list[str]) -> None:
+    """agor-db reads the directives itself (importing yoyo costs every run ~40 ms): the same names and values
+    as yoyo's own parser on any header, any mix of line endings included."""
+    from yoyo.migrations import parse_metadata_from_sql_comments
+
+    text = "".join(line + ends[i % len(ends)] for i, line in enumerate(lines))
+    for candidate in (text, text.rstrip("\r\n")):
+        assert directives(candidate) == parse_metadata_from_sql_comments(candidate)[0], repr(candidate)

@@ -145,14 +145,34 @@ def split_sized(lo: int, hi: int, rows: int, samples: list[tuple[int, float]]) -
         end = samples[i + 1][0] - 1 if i + 1 < len(samples) else hi
         density = per_rowid / rows_per_range(size)  # ranges per rowid here
         pos = start - 1
-        while (need := (1.0 - units) / density) <= end - pos:
+        need = (1.0 - units) / density
+        if need <= end - pos:  # the range open since ``after`` is filled here; whole ranges follow it
             pos = min(end, pos + max(1, math.ceil(need)))
             bounds.append((after, pos))
-            after, units = pos, 0.0
+            pos = after = _whole_ranges(bounds, pos, end, 1.0 / density)
+            units = 0.0
         units += density * (end - pos)
     if after < hi:
         bounds.append((after, hi))
     return bounds
+
+
+def _whole_ranges(bounds: list[tuple[int, int]], pos: int, end: int, need: float) -> int:
+    """Append the ranges of ``need`` rowids that start empty after ``pos`` and are filled by ``end``;
+    return where the last one ends. Counted rather than looped for: where rows are large every rowid is
+    a range of its own (millions in a segment). Exactly the ranges a range-by-range loop makes."""
+    step = max(1, math.ceil(need))
+    room = end - pos
+    if need > room:
+        return pos
+    more = max(0, int((room - need) // step))  # the float estimate, then the exact test (int vs float)
+    while more > 0 and not need <= room - more * step:
+        more -= 1
+    while need <= room - (more + 1) * step:
+        more += 1
+    last = pos + (more + 1) * step
+    bounds.extend(zip(range(pos, last, step), range(pos + step, last + 1, step), strict=True))
+    return last
 
 
 # -- the worker process -----------------------------------------------------------------------

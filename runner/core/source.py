@@ -1,6 +1,6 @@
 """Migration files: find the dialect folder, list it, checksum it, and parse files in yoyo's SQL format.
 
-Listing and checksumming are cheap and happen on every run. Parsing (yoyo's directive reader and
+Listing and checksumming are cheap and happen on every run. Parsing (the directives as yoyo reads them,
 sqlparse's splitter) happens only for files that are about to be applied, shown or checked.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .errors import MigrationFileError, UsageError
 from .models import Migration, Script
-from .sqltext import concurrently_line, only_comments
+from .sqltext import concurrently_line, directives, only_comments
 
 SQL_DIR_ENV = "AGOR_SQL_DIR"
 FILE_NAME = re.compile(r"^(?P<version>[0-9]+)_(?P<name>[A-Za-z0-9][A-Za-z0-9_\-]*)\.sql$")
@@ -131,19 +131,17 @@ def read_text(migration: Migration) -> str:
 
 def parse(migration: Migration, known_ids: set[str] | None = None) -> Script:
     """Read one file in yoyo's SQL format: ``-- transactional:``/``-- depends:`` directives in the
-    leading comments (read with yoyo's own parser), then SQL."""
-    from yoyo.migrations import parse_metadata_from_sql_comments
-
+    leading comments (read as yoyo reads them), then SQL."""
     text = read_text(migration)
     if migration.checksum != checksum(migration.path.read_bytes()):
         raise MigrationFileError(f"{migration.path} changed while agor-db was reading it; run again")
-    directives, _comment, _sql = parse_metadata_from_sql_comments(text)
+    found = directives(text)
     if only_comments(text):
         raise MigrationFileError(
             f"{migration.path} contains no SQL statements",
             hint="an empty migration is almost always a mistake; write the SQL or delete the file",
         )
-    transactional_raw = directives.get("transactional", "true").strip().lower()
+    transactional_raw = found.get("transactional", "true").strip().lower()
     if transactional_raw not in ("true", "false"):
         raise MigrationFileError(f"{migration.path}: '-- transactional: {transactional_raw}' must be true or false")
     if transactional_raw == "true":
@@ -153,7 +151,7 @@ def parse(migration: Migration, known_ids: set[str] | None = None) -> Script:
                 f"{migration.path}:{line}: CONCURRENTLY cannot run inside a transaction, and this file runs in one",
                 hint="put '-- transactional: false' at the top and keep the file to the CONCURRENTLY statement",
             )
-    depends = tuple(d for d in directives.get("depends", "").split() if d)
+    depends = tuple(d for d in found.get("depends", "").split() if d)
     if known_ids is not None:
         unknown = [d for d in depends if d not in known_ids]
         if unknown:

@@ -41,6 +41,33 @@ def split_statements(text: str) -> tuple[Statement, ...]:
     return tuple(statements)
 
 
+# yoyo's file format: ``-- transactional: false`` / ``-- depends: a b`` among the lines of comments and
+# blank space that open the file, read up to its first line of SQL. Read here rather than with yoyo's parser:
+# importing yoyo loads all of its backends (~40 ms on every run that applies a migration);
+# tests/test_source.py checks this reader against yoyo's own on generated files.
+_LINE_END = re.compile(r"\r\n|\r|\n")
+_DIRECTIVE = re.compile(r"\s*--\s*(transactional|depends)\s*:\s*(.*)$")
+_LEADING_LINE = re.compile(r"\s*(?:--.*)?$")
+
+
+def directives(text: str) -> dict[str, str]:
+    """The yoyo directives of a migration: name -> value, a name given twice has its values joined by a space."""
+    # the first line end decides how the file is cut into lines; a file without one is one line (the end
+    # searched for is that of ``text + "\n"``, so a lone trailing CR counts as CRLF, as in yoyo)
+    end = _LINE_END.search(text + "\n")
+    assert end is not None
+    found: dict[str, str] = {}
+    for line in text.split(end.group()):
+        directive = _DIRECTIVE.match(line)
+        if directive is None:
+            if _LEADING_LINE.match(line) is None:
+                break  # the first line of SQL ends the header
+            continue
+        name, value = directive.groups()
+        found[name] = f"{found[name]} {value}" if name in found else value
+    return found
+
+
 LEADING_COMMENTS = re.compile(r"\A(?:\s*(?:--[^\n]*(?:\n|\Z)|/\*.*?\*/))*\s*", re.DOTALL)
 
 

@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core.sqltext import Statement, blank_comments_and_strings, split_statements
+from ..core.sqltext import Statement, blank_comments_and_strings, directives, split_statements
 
 SQUAWK_ENV = "AGOR_SQUAWK"
 SQUAWK_CONFIG = "squawk.toml"
@@ -503,14 +503,11 @@ class PgFile:
 
 
 def _read_pg(label: str, path: Path) -> PgFile | None:
-    from yoyo.migrations import parse_metadata_from_sql_comments
-
     try:
         text = path.read_text(encoding="utf-8").replace("\r\n", "\n")
     except (OSError, UnicodeDecodeError):
         return None  # the folder lint and the apply step report an unreadable file
-    directives, _comment, _sql = parse_metadata_from_sql_comments(text)
-    transactional = directives.get("transactional", "true").strip().lower() != "false"
+    transactional = directives(text).get("transactional", "true").strip().lower() != "false"
     return PgFile(label, path, text, split_statements(text), transactional)
 
 
