@@ -6,6 +6,7 @@ in the older row-text form is still recognised as a copy of the same source."""
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
 
 import apsw
@@ -19,7 +20,7 @@ from agor_db.copy import verify
 from agor_db.copy.convert import converter_for
 from agor_db.copy.load import TEXT_OID, wire_types
 from agor_db.copy.longtext import LongText
-from agor_db.copy.pgbinary import binary_copy_types
+from agor_db.copy.pgbinary import binary_copy_types, row_writer
 from agor_db.copy.target import Column
 from agor_db.copy.verify import RowHasher, server_digest
 
@@ -147,10 +148,16 @@ def test_a_value_the_form_cannot_take_is_refused_before_it_is_counted():
     hasher = RowHasher(CONVERTERS, None, json_as_sent=True, wire=WIRE)
     surrogate = ("a", "\ud800", 1, None, None, None, 0, None, None)
     too_big = ("a", None, 2**63, None, None, None, 0, None, None)
-    for bad in (surrogate, too_big):
+    # psycopg's own integer and smallint dumpers would write 2**40 as 0 and 2**20 as 0: refused instead
+    int4_too_big = ("a", None, 1, 2**40, None, None, 0, None, None)
+    int2_too_big = ("a", None, 1, None, 2**20, None, 0, None, None)
+    for bad in (surrogate, too_big, int4_too_big, int2_too_big):
         with pytest.raises(ValueError):
             hasher.add(bad)
     assert hasher.digest() == verify.Digest(0, 0)
+    for oid, value in ((23, 2**40), (21, -(2**20))):
+        with pytest.raises(struct.error):
+            row_writer((oid,))((value,), bytearray())
 
 
 def test_a_run_recorded_in_the_row_text_form_is_still_the_same_source(fixture_copy, pg_db):

@@ -208,8 +208,6 @@ def _range(src: Any, task: RangeTask, tables: dict[str, _Table]) -> RangeDone:
 
 
 def _range_rows(src: Any, task: RangeTask, tables: dict[str, _Table]) -> RangeDone:
-    from psycopg import DataError  # a value psycopg's row writer refuses (pgbinary.row_writer)
-
     table = tables.get(task.query) or tables.setdefault(task.query, _table(task))
     hasher, encode, encode_hash = table.hasher, table.encode, table.encode_hash
     hasher.rows = hasher.total = 0
@@ -241,7 +239,7 @@ def _range_rows(src: Any, task: RangeTask, tables: dict[str, _Table]) -> RangeDo
                 return RangeDone(task.lo, task.hi)
             if data:
                 size = max(1, min(BATCH_ROWS, BATCH_BYTES * (rows + hasher.rows) // len(data)))
-    except (ValueError, ArithmeticError, RuntimeError, TypeError, struct.error, DataError):  # the exact path decides
+    except (ValueError, ArithmeticError, RuntimeError, TypeError, struct.error):  # the exact path decides
         return RangeDone(task.lo, task.hi)
     if encode_hash is None:
         return RangeDone(task.lo, task.hi, hasher.rows, hasher.total, values=out)

@@ -95,6 +95,7 @@ def encoder(oids: tuple[int, ...]) -> Encoder:
 # string) and boolean (SQLite's 0/1 are ints). Any other type: the table goes in text format.
 
 JSON_OID, JSONB_OID = 114, 3802
+_PACK4, _PACK2 = struct.Struct(">i").pack, struct.Struct(">h").pack
 BINARY_COPY_OIDS = frozenset({BOOL, 17, 20, 21, 23, 25, JSON_OID, 1042, 1043, JSONB_OID})
 
 
@@ -129,7 +130,24 @@ def binary_copy_types(adapters: Any, columns: tuple[Column, ...], encoding: str)
         def dump(self, obj: Any) -> bytes:
             return b"\x01" if obj else b"\x00"
 
-    for dumper in (JsonbTextDumper, JsonTextDumper, BoolIntDumper):
+    # psycopg's own binary dumpers for integer and smallint write the low bits of a number too large
+    # for the column (2**40 as integer is 0): these refuse it (struct.error), as pgbinary.encoder does, so
+    # a value the filter and the exact check should have stopped is never sent, or hashed, as another.
+    class Int4Dumper(Dumper):
+        format = Format.BINARY
+        oid = 23
+
+        def dump(self, obj: int) -> bytes:
+            return _PACK4(obj)
+
+    class Int2Dumper(Dumper):
+        format = Format.BINARY
+        oid = 21
+
+        def dump(self, obj: int) -> bytes:
+            return _PACK2(obj)
+
+    for dumper in (JsonbTextDumper, JsonTextDumper, BoolIntDumper, Int4Dumper, Int2Dumper):
         adapters.register_dumper(None, dumper)
     try:
         for o in set(oids):
@@ -158,7 +176,8 @@ def _too_long() -> None:
 
 def row_writer(oids: tuple[int, ...]) -> Encoder:
     """``write(row, out)``: the same bytes as ``encoder(oids)``, by psycopg's row writer when it is at hand.
-    Raises ValueError (UnicodeEncodeError), TypeError or psycopg.DataError for a value with no such form."""
+    Raises ValueError (UnicodeEncodeError), TypeError, OverflowError or struct.error for a value with no
+    such form."""
     found = _psycopg_writer(oids)
     if found is None:
         return encoder(oids)

@@ -61,6 +61,7 @@ class RowHasher:
             self._row_bytes = _compile(self._canon, long_)
         else:
             self._write = row_writer(wire)
+            self._refused: tuple[type[Exception], ...] = (TypeError, OverflowError, struct.error)
             self._row_bytes = self._copy_row
             self._long_cols = long_
             self._json = tuple(i for i, c in enumerate(converters) if c.family == "json")
@@ -86,12 +87,8 @@ class RowHasher:
         out = bytearray()
         try:
             self._write(values, out)
-        except (TypeError, OverflowError) as exc:  # a value of a type the column's form cannot take
+        except self._refused as exc:  # a value the column's form cannot take: a type, a number out of range
             raise ValueError(str(exc)) from None
-        except Exception as exc:  # psycopg.DataError (a number out of range), without importing psycopg here
-            if type(exc).__module__.startswith("psycopg"):
-                raise ValueError(str(exc)) from None
-            raise
         return out
 
     def _streamed(self, values: tuple[Any, ...] | list[Any]) -> bytes:
