@@ -46,8 +46,9 @@ def _json_valid(text: str) -> bool:
     return bool(_SQLITE.execute("SELECT json_valid(?)", (text,)).fetchone()[0])
 
 
-def _needs_exact_check(conv: Converter, value: object, long_from: int | None) -> bool:
-    """What the filter must say, from the column's rules written out in Python."""
+def _needs_exact_check(conv: Converter, value: object, long_from: int | None, nul: bool = True) -> bool:
+    """What the filter must say, from the column's rules written out in Python. ``nul`` False: a NUL
+    character is not the filter's to find (the binary form's hashing looks for it, verify.RowHasher)."""
     if value is None:
         return conv.column.not_null
     family = conv.family
@@ -69,20 +70,39 @@ def _needs_exact_check(conv: Converter, value: object, long_from: int | None) ->
     if long_from is not None and len(value.encode()) > long_from:
         return False  # read in pieces and tested there (longtext.py)
     if "\x00" in value:
-        return True
+        if nul:
+            return True
+        value = value.partition("\x00")[0]  # SQLite's length() and json_valid() stop at a NUL
     if family == "text":
         return conv.column.max_length is not None and len(value) > conv.column.max_length
     return not _json_valid(value)  # a \u0000 escape is json.may_be_refused's (see below)
 
 
 @settings(max_examples=400, deadline=None)
-@given(value=VALUES, index=st.integers(0, len(COLUMNS) - 1), guarded=st.booleans())
-def test_the_filter_flags_a_value_exactly_when_it_needs_the_exact_check(value, index, guarded):
+@given(value=VALUES, index=st.integers(0, len(COLUMNS) - 1), guarded=st.booleans(), nul=st.booleans())
+def test_the_filter_flags_a_value_exactly_when_it_needs_the_exact_check(value, index, guarded, nul):
     conv = COLUMNS[index]
     long_from = LONG if guarded and conv.family in ("text", "json") else None
-    sql = conv.attention_sql(long_from)
+    sql = conv.attention_sql(long_from, nul)
     (flag,) = _SQLITE.execute(f'SELECT {sql} FROM (SELECT ? AS "c")', (value,)).fetchone()
-    assert bool(flag) == _needs_exact_check(conv, value, long_from), (conv.column, value, sql)
+    assert bool(flag) == _needs_exact_check(conv, value, long_from, nul), (conv.column, value, sql)
+
+
+def test_without_its_nul_test_the_filter_leaves_a_nul_to_the_hash_which_refuses_it():
+    """``nul=False`` (a table hashed in its binary COPY form): a NUL character passes the filter, and the
+    hash of the row refuses it, so the row still goes to the exact check (and its --nul policy)."""
+    from agor_db.copy.verify import RowHasher
+
+    text = Converter(Column("c", "text", None, True, False, 25), "text")
+    json = Converter(Column("c", "jsonb", None, True, False, 3802), "json")
+    for conv, value in ((text, "a\x00b"), (json, '{"a": 1}\x00')):
+        sql = conv.attention_sql(None, nul=False)
+        assert _SQLITE.execute(f'SELECT {sql} FROM (SELECT ? AS "c")', (value,)).fetchone()[0] == 0
+        assert _SQLITE.execute(f'SELECT {conv.attention_sql()} FROM (SELECT ? AS "c")', (value,)).fetchone()[0] == 1
+        hasher = RowHasher((conv,), None, json_as_sent=True, wire=(25,))
+        with pytest.raises(ValueError, match="NUL"):
+            hasher.add((value,))
+        assert hasher.digest().rows == 0
 
 
 def test_a_long_text_is_not_read_by_the_filter():

@@ -174,6 +174,10 @@ def _too_long() -> None:
     raise TooLong
 
 
+def _nul() -> None:
+    raise ValueError("a NUL character")
+
+
 def row_writer(oids: tuple[int, ...]) -> Encoder:
     """``write(row, out)``: the same bytes as ``encoder(oids)``, by psycopg's row writer when it is at hand.
     Raises ValueError (UnicodeEncodeError), TypeError, OverflowError or struct.error for a value with no
@@ -238,10 +242,16 @@ def hashing_encoder(
     long_ = [f"(a{i} is not None and len(a{i}) > L)" for i, f in enumerate(families) if f in ("json", "text", "bytea")]
     guard = f"    if {' or '.join(long_)}:\n        LONG()\n" if long_ else ""
     json = [i for i, f in enumerate(families) if f == "json"]
-    # A JSON text is encoded once, for its check and for the COPY: its bytes go in its place, written as a
-    # bytea's (the same field: a length, then the bytes).
-    encode = "    if a{0} is not None:\n        a{0} = a{0}.encode('utf-8')\n        J(v[{0}], a{0})\n"
-    checks = "".join(encode.format(i) for i in json)
+    # A JSON text is encoded once, for its checks and for the COPY: its bytes go in its place, written as
+    # a bytea's (the same field: a length, then the bytes). A NUL in a text is looked for here, as
+    # RowHasher does: the SQLite-side filter leaves it to this form (convert.attention_sql).
+    nul = "    if a{0} is not None and '\\x00' in a{0}:\n        NUL()\n"
+    encode = (
+        "    if a{0} is not None:\n        a{0} = a{0}.encode('utf-8')\n"
+        "        if b'\\x00' in a{0}:\n            NUL()\n        J(v[{0}], a{0})\n"
+    )
+    checks = "".join(nul.format(i) for i, f in enumerate(families) if f == "text")
+    checks += "".join(encode.format(i) for i in json)
     row = f"({names},)" if json else "v"
     # One generated function per table: this runs for every row a worker reads.
     source = (
@@ -250,6 +260,7 @@ def hashing_encoder(
         "    return FROM(MD5(out[start:]).digest()[:8], 'big', signed=True)\n"
     )
     env: dict[str, Any] = {"J": check_json, "L": limit, "LONG": _too_long, "MD5": md5, "FROM": int.from_bytes}
+    env["NUL"] = _nul
     written = tuple(BYTEA if i in json else oid for i, oid in enumerate(oids))
     found = _psycopg_writer(written)
     if found is None:  # ours, called the same way

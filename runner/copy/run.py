@@ -1056,14 +1056,18 @@ class TablePass:
         self.fks = [fk for fk in table.foreign_keys if all(c in self.names for c in fk.columns)]
         orphan_tests = [orphan_sql(table, fk.columns, fk.ref_table, fk.ref_columns) for fk in self.fks]
         self.long_cols = self._long_columns(copier.utf8_source)
-        tests = [c.attention_sql(longtext.LONG if i in self.long_cols else None) for i, c in enumerate(self.convs)]
+        # The checksum's form: an earlier copy's own (its run says which) when comparing with it
+        self.wire = None if copier.legacy_checksums else wire_types(pair.columns, self.convs)
+        # The binary form's hashing looks for NUL characters itself (verify.RowHasher), far cheaper than SQLite
+        nul = self.wire is None
+        tests = [
+            c.attention_sql(longtext.LONG if i in self.long_cols else None, nul) for i, c in enumerate(self.convs)
+        ]
         self.flag = " OR ".join(tests + orphan_tests) or "0"
         self.order = "rowid" if source.has_rowid else ", ".join(quote(c) for c in self.pk) or "rowid"
         self.ident = row_ident_sql(source, self.pk)
         # Parents a policy dropped rows from: children pointing at them are orphans too (live sets).
         self.lost = any(fk.ref_columns in copier.dropped.get(fk.ref_table, {}) for fk in self.fks)
-        # The checksum's form: an earlier copy's own (its run says which) when comparing with it
-        self.wire = None if copier.legacy_checksums else wire_types(pair.columns, self.convs)
         self.hasher = RowHasher(self.convs, copier.oracle, json_as_sent=True, wire=self.wire)
         self.write_row: Any = None
         self.loader: TableLoader | None = None

@@ -65,6 +65,7 @@ class RowHasher:
             self._row_bytes = self._copy_row
             self._long_cols = long_
             self._json = tuple(i for i, c in enumerate(converters) if c.family == "json")
+            self._texts = tuple(i for i, c in enumerate(converters) if c.family in ("json", "text"))
             self._fields: list[Encoder] | None = None
 
     def add(self, values: tuple[Any, ...] | list[Any]) -> None:
@@ -77,10 +78,14 @@ class RowHasher:
         self.rows += 1
 
     def _copy_row(self, values: tuple[Any, ...] | list[Any]) -> bytearray:
-        """The row's binary COPY bytes, after the checks the row text's forms make (JSON jsonb takes)."""
+        """The row's binary COPY bytes, after the checks the row text's forms make (JSON jsonb takes), and
+        the one the SQLite-side filter leaves to this form: no NUL in a text (convert.attention_sql)."""
         for i in self._long_cols:
             if (v := values[i]) is not None and len(v) > LONG:
                 raise _Long
+        for i in self._texts:
+            if (v := values[i]) is not None and "\x00" in v:
+                raise ValueError("a NUL character")
         for i in self._json:
             if (v := values[i]) is not None:
                 self._canon[i](v)
@@ -123,6 +128,8 @@ class RowHasher:
                 h.update(struct.pack(">i", v.size))
                 self._long(h, v)
             elif type(v) is str and len(v) > LONG:
+                if i in self._texts and "\x00" in v:
+                    raise ValueError("a NUL character")
                 if i in self._json:
                     self._canon[i](v)
                 pieces = TextPieces(v)  # UnicodeEncodeError (a ValueError) for text that is not UTF-8
