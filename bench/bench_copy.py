@@ -6,9 +6,12 @@
 
 Two data shapes (bench/gen_agor_db.py --shape): ``large`` (message JSON of 0.1-5 KB, mean ~1.15 KB, four
 of ~1 MB) and ``small`` (every message ~460 bytes of JSON). Each contender copies the same SQLite file
-into a fresh database (schema from sql/postgres) of one pgserver-started PostgreSQL 16, and runs as a
-child process under /usr/bin/time for wall time, peak RSS and its own (client) CPU:
-  * agor-db copy: the real CLI (migrate, scan, convert, COPY, index/FK rebuild, verification, commit);
+into a fresh database of one pgserver-started PostgreSQL 16, its schema made by sql/postgres before
+the clock starts (the same for every contender), and runs as a child process under /usr/bin/time for
+wall time, peak RSS and its own (client) CPU:
+  * agor-db copy: the real CLI (journal check, scan, convert, COPY, index/FK rebuild, verification,
+    commit); ``--agor-migrates``: into an empty database instead, its own migration in the time (as
+    every run before 2026-12-03 17:40 was measured: ~0.2-0.4 s more);
   * bare bound (the true raw bound): one transaction that drops the secondary indexes and foreign
     keys, binary COPY (psycopg write_row) of every row straight from apsw, then re-creates the indexes
     and foreign keys; no checks. The issue's reference: the least a loader has to do into this schema
@@ -214,6 +217,7 @@ class Bench:
     def __init__(self, source: Path, rows: dict[str, int], data: Path, admin: str) -> None:
         self.source, self.rows, self.data, self.admin = source, rows, data, admin
         self.server_cpu = ServerCpu(data)
+        self.agor_migrates = False
 
     def run(self, name: str, cmd: list[str], url: str) -> dict[str, Any]:
         """One contender, with the server CPU it caused (see the module docstring)."""
@@ -246,7 +250,7 @@ class Bench:
         return url
 
     def agor(self) -> dict[str, Any]:
-        url = self.fresh("bench_agor")
+        url = self.fresh("bench_agor", migrate=not self.agor_migrates)
         cmd = [sys.executable, "-m", "agor_db", "copy", "--from", str(self.source), "--to", url, "--json"]
         r = self.run("agor-db copy", cmd, url)
         if r["code"] != 0:
@@ -335,6 +339,9 @@ def main(argv: list[str] | None = None) -> int:
         "--only", default="agor,bound,raw,pgloader", help="comma list of agor, bound, keyless, raw, pgloader"
     )
     parser.add_argument("--rounds", type=int, default=1, help="runs per contender, order reversed every other round")
+    parser.add_argument(
+        "--agor-migrates", action="store_true", help="agor-db copy into an empty database: its migration timed too"
+    )
     parser.add_argument("--raw-child", nargs=2, metavar=("SOURCE", "URL"), help=argparse.SUPPRESS)
     parser.add_argument("--bound-child", nargs=2, metavar=("SOURCE", "URL"), help=argparse.SUPPRESS)
     parser.add_argument("--keyless-bound-child", nargs=2, metavar=("SOURCE", "URL"), help=argparse.SUPPRESS)
@@ -355,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     data = Path(tempfile.mkdtemp(prefix="agorbench"))
     server = pgserver.get_server(data, cleanup_mode="delete")
     bench = Bench(source, rows, data, server.get_uri())
+    bench.agor_migrates = args.agor_migrates
     contenders = {
         "agor": ("agor-db copy", bench.agor),
         "bound": ("bare bound", lambda: bench.child("bare bound", "--bound-child")),
