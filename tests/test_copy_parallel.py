@@ -90,6 +90,12 @@ def server_rows(url: str) -> dict[str, list[tuple[str, str]]]:
         return {t: conn.execute(f'SELECT ctid::text, t::text FROM "{t}" t ORDER BY ctid').fetchall() for t in tables}
 
 
+def contents(rows: dict[str, list[tuple[str, str]]]) -> dict[str, list[str]]:
+    """The rows, wherever each lies (a pass done again stores its rows among the first one's dead rows,
+    and PostgreSQL may prune those and reuse their space)."""
+    return {table: sorted(text for _, text in found) for table, found in rows.items()}
+
+
 def report_of(result: CopyResult) -> tuple[Any, ...]:
     r = result.report
     return (
@@ -110,6 +116,7 @@ def test_workers_store_what_the_single_path_stores(source, pg_db):
     assert err is None
     messages = next(t for t in par.tables if t.name == "messages")
     assert messages.worker_rows == messages.copied_rows == MESSAGES  # every message went through a worker
+    assert par.passes_redone == 0  # every JSON text the workers left unchecked, PostgreSQL took
     assert server_rows(pg_db) == expected
     assert par.source_checksum == single.source_checksum
     assert [(t.name, t.source_digest, t.target_digest) for t in par.tables] == [
@@ -240,6 +247,28 @@ def _spoil(path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ('{"n": 1e9999999}', "a number numeric cannot hold"),
+        ('{"a": "\\u0000"}', "a \\u0000 escape"),
+        ('["\\ud800"]', "an unpaired surrogate escape"),
+        ('{"a": }', "invalid JSON"),
+    ],
+)
+def test_a_text_postgresql_refuses_in_a_worker_range_has_the_pass_done_again(source, pg_db, text, kind):
+    """Worker ranges send JSON unchecked, each kind of text jsonb refuses is refused by PostgreSQL itself, and
+    the pass done again with the checks here reports the row as the single path does; nothing is kept."""
+    with apsw.Connection(str(source)) as c:
+        c.execute("UPDATE messages SET data = ? WHERE rowid = 1234", (text,))
+    single, single_err = run(copier(source, pg_db, 1))
+    par, par_err = run(copier(source, pg_db, 2))
+    assert isinstance(par_err, BadData) and str(par_err) == str(single_err), kind
+    assert report_of(par) == report_of(single) and par.report.problem_count == 1
+    assert (single.passes_redone, par.passes_redone) == (0, 1)
+    assert all(not rows for rows in server_rows(pg_db).values())
+
+
+@pytest.mark.parametrize(
     ("policies", "refused"),
     [
         ({}, 4),
@@ -249,12 +278,16 @@ def _spoil(path: Path) -> None:
     ids=["refused", "orphan-refused", "all-dropped-or-stripped"],
 )
 def test_flagged_rows_in_worker_ranges_handled_as_before(source, pg_db, policies, refused):
+    """The workers leave JSON texts to PostgreSQL's parse: the invalid one is refused there, and the pass is
+    done again with every check on this side, which finds, reports and handles each row as the single
+    path does, and stores the same rows."""
     _spoil(source)
     single, single_err = run(copier(source, pg_db, 1, **policies))
-    expected = server_rows(pg_db)
+    expected = contents(server_rows(pg_db))
     par, par_err = run(copier(source, pg_db, 2, **policies))
     assert (str(par_err), report_of(par)) == (str(single_err), report_of(single))
-    assert server_rows(pg_db) == expected
+    assert contents(server_rows(pg_db)) == expected
+    assert (single.passes_redone, par.passes_redone) == (0, 1)
     assert 0 < worker_rows(par) < MESSAGES  # clean ranges from the workers, the spoiled ones redone in order
     assert par.report.problem_count == refused
     if refused:

@@ -137,16 +137,17 @@ class Converter:
     def name(self) -> str:
         return self.column.name
 
-    def attention_sql(self, long_from: int | None = None, nul: bool = True) -> str:
+    def attention_sql(self, long_from: int | None = None, nul: bool = True, json: bool = True) -> str:
         """True (1) when the value needs the slow path; NULL counts as fine unless the column forbids it.
         With ``long_from``, a text of more bytes skips the tests that read the value (SQLite would hold it
         whole, and its JSON parse): it is read in pieces and tested there (longtext.py). ``nul`` False: a
-        NUL byte in a text is left to the caller, which looks for it where the row is hashed (verify.py)."""
+        NUL byte in a text is left to the caller, which looks for it where the row is hashed (verify.py).
+        ``json`` False: whether a JSON text parses is left to PostgreSQL's own parse (load.py)."""
         c = quote(self.name)
         # Each value is tested once: its storage class (which also catches a NULL where none may be), then
         # its content. A content test of a NULL is NULL, which the caller counts as fine. This runs for
         # every value of every row: each redundant term cost ~0.1 us (~2.5 us per row of Agor's messages).
-        content = self._content_sql(c, nul)
+        content = self._content_sql(c, nul, json)
         if content is None:
             return f"({self._storage_sql(c)})"
         if long_from is not None:  # CASE, not AND: SQLite evaluates both sides of an AND, and would read it
@@ -160,7 +161,7 @@ class Converter:
         allowed = classes if self.column.not_null else (*classes, "null")
         return f"typeof({c}) NOT IN ({', '.join(repr(k) for k in allowed)})"
 
-    def _content_sql(self, c: str, nul: bool = True) -> str | None:
+    def _content_sql(self, c: str, nul: bool = True, json: bool = True) -> str | None:
         if self.family == "bool":
             return f"{c} NOT IN (0, 1)"
         if self.family == "int":
@@ -174,7 +175,10 @@ class Converter:
             # numeric's range) is tested as the row is hashed, before it is written: json.may_be_refused.
             # SQLite's instr looks for the NUL byte by a memcmp per position (~1.7 us per row of Agor's
             # messages over its texts); Python's search where the row is hashed is a memchr.
-            return f"(NOT json_valid({c}) OR instr(CAST({c} AS BLOB), x'00') > 0)" if nul else f"NOT json_valid({c})"
+            tests = ([f"NOT json_valid({c})"] if json else []) + (
+                [f"instr(CAST({c} AS BLOB), x'00') > 0"] if nul else []
+            )
+            return f"({' OR '.join(tests)})" if tests else None
         if self.family == "text":
             tests = [f"instr(CAST({c} AS BLOB), x'00') > 0"] if nul else []
             if self.column.max_length is not None:

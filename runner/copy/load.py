@@ -67,6 +67,18 @@ class _Stopped(Exception):
     """The main thread stopped while the loader thread waited for a long value's next piece."""
 
 
+class ServerRefused(Exception):
+    """PostgreSQL refused a value in rows sent unchecked (``TableLoader(json_unchecked=True)``): the copy's
+    pass is rolled back to its savepoint and done again with every check on this side."""
+
+
+def _refusal(exc: BaseException) -> bool:
+    """Is this PostgreSQL refusing a value (a JSON text jsonb does not take), not a fault of ours?"""
+    from psycopg import DataError, errors
+
+    return isinstance(exc, (DataError, errors.ProgramLimitExceeded))  # SQLSTATE class 22, and 54000
+
+
 def _decoded(value: LongText | TextPieces) -> str:
     text = value.text if isinstance(value, TextPieces) else value.whole()
     assert isinstance(text, str)  # the hash checked it is UTF-8 before the row came here
@@ -96,9 +108,13 @@ class TableLoader:
         converters: tuple[Converter, ...],
         long_cols: list[int] | None = None,
         wire: tuple[int, ...] | None = None,
+        json_unchecked: bool = False,
     ):
         self.conn, self.table, self.columns, self.converters = conn, table, columns, converters
         self.wire = wire
+        # Rows ready as COPY data (add_encoded) may hold JSON no check here has seen: PostgreSQL's refusal of
+        # one is then ServerRefused (the checksum still covers every byte it received)
+        self.json_unchecked = json_unchecked
         self.json = [i for i, c in enumerate(converters) if c.family == "json"]
         # the columns whose values may come as a LongText (only when the table has JSON: it is staged)
         self.long_cols = sorted(set(self.json) | set(long_cols or ())) if self.json else []
@@ -285,7 +301,12 @@ class TableLoader:
         exprs = ", ".join(
             f"{quote(c.name)}::{c.type}" if i in self.json else quote(c.name) for i, c in enumerate(self.columns)
         )
-        cur = self.conn.execute(f"INSERT INTO {quote(self.table)} ({names}) SELECT {exprs} FROM {quote(STAGE)}")
+        try:
+            cur = self.conn.execute(f"INSERT INTO {quote(self.table)} ({names}) SELECT {exprs} FROM {quote(STAGE)}")
+        except Exception as exc:
+            if self.json_unchecked and isinstance(chunk, (bytes, bytearray)) and _refusal(exc):
+                raise ServerRefused(str(exc)) from exc
+            raise
         self.inserted += cur.rowcount
         self.conn.execute(f"TRUNCATE {quote(STAGE)}")
 

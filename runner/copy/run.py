@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from ..core.urls import DatabaseUrl, redact
 from . import longtext, parallel
 from .convert import Bytes, Converter, Issue, Policies, converter_for, shorten
 from .json import JsonOracle
-from .load import TableLoader, wire_types
+from .load import ServerRefused, TableLoader, wire_types
 from .longtext import LongText, TextPieces, select_sql
 from .parallel import RangeDone, RangeTask, SnapshotWatch, Workers, worker_count
 from .scan import Report, duplicate_sql, key_text, orphan_sql, row_ident_sql, unique_keys_to_check
@@ -156,6 +156,7 @@ class CopyResult:
     source_checksum: str = ""
     seconds: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)
+    passes_redone: int = 0  # passes rolled back and done again with every JSON text checked here first
 
     @property
     def rows(self) -> int:
@@ -408,6 +409,9 @@ class Copier:
         self.target: Any = None  # the target's PostgresDriver while copying (not with --check)
         self.worker_count = 1
         self.workers: Workers | None = None  # set for a writing copy with more than one worker
+        # Whether the workers may leave JSON texts to PostgreSQL's parse (TablePass.json_unchecked): until
+        # it refuses one
+        self.server_json = True
         self.watch: SnapshotWatch | None = None
         self.utf8_source = False
         self.started_ms = 0  # this run's started_at in the run table: how it is found after an interrupt
@@ -783,6 +787,13 @@ class Copier:
                 except _Again as again:
                     if again.args:  # the same pass again: what this one found may rest on other rows
                         continue
+                except ServerRefused:
+                    # A JSON text the workers sent unchecked (bad data, which the checks here then find and
+                    # report, or apply a policy to): the pass again, with them
+                    self.server_json = False
+                    self.result.passes_redone += 1
+                    self.progress.phase("PostgreSQL refused a JSON text: copying again, every one checked here first")
+                    continue
             known = {t: {c: set(k) for c, k in d.items()} for t, d in self.dropped.items()}
 
     def _reset(self, known: dict[str, dict[tuple[str, ...], set[tuple[Any, ...]]]]) -> None:
@@ -1060,10 +1071,15 @@ class TablePass:
         self.wire = None if copier.legacy_checksums else wire_types(pair.columns, self.convs)
         # The binary form's hashing looks for NUL characters itself (verify.RowHasher), far cheaper than SQLite
         nul = self.wire is None
-        tests = [
-            c.attention_sql(longtext.LONG if i in self.long_cols else None, nul) for i, c in enumerate(self.convs)
-        ]
+        longs = [longtext.LONG if i in self.long_cols else None for i in range(len(self.convs))]
+        tests = [c.attention_sql(at, nul) for c, at in zip(self.convs, longs, strict=True)]
         self.flag = " OR ".join(tests + orphan_tests) or "0"
+        # Worker ranges of a staged table may leave whether a JSON text parses to PostgreSQL: its own jsonb
+        # parse of the bytes it received is the exact test (Copier.server_json, load.ServerRefused)
+        self.json_unchecked = copier.server_json and self.wire is not None
+        if self.json_unchecked:
+            tests = [c.attention_sql(at, nul, json=False) for c, at in zip(self.convs, longs, strict=True)]
+        self.worker_flag = " OR ".join(tests + orphan_tests) or "0"
         self.order = "rowid" if source.has_rowid else ", ".join(quote(c) for c in self.pk) or "rowid"
         self.ident = row_ident_sql(source, self.pk)
         # Parents a policy dropped rows from: children pointing at them are orphans too (live sets).
@@ -1096,7 +1112,9 @@ class TablePass:
         self.copier.progress.table_start(name, total)
         started = time.perf_counter()
         if self.copier.writing and conn is not None:
-            loader = self.loader = TableLoader(conn, name, self.pair.columns, self.convs, self.long_cols, self.wire)
+            loader = self.loader = TableLoader(
+                conn, name, self.pair.columns, self.convs, self.long_cols, self.wire, self.json_unchecked
+            )
             with loader as self.write_row:
                 self._rows()
             self.loader = None
@@ -1115,11 +1133,17 @@ class TablePass:
         if ranges is None:
             self._exact()
             return
-        for done in ranges:
-            if not done.clean or not self.examine_range(done):
-                self._exact(done.hi)  # the range again, row by row, in order
-            else:
-                self._take(done)
+        try:
+            for done in ranges:
+                if not done.clean or not self.examine_range(done):
+                    self._exact(done.hi)  # the range again, row by row, in order
+                else:
+                    self._take(done)
+        finally:
+            # Stopped midway (an error, PostgreSQL refusing a text): the ranges in flight are dropped now, with
+            # the workers that hold them, not whenever the traceback lets go of this generator: a pass done
+            # again would otherwise read their results as its own
+            ranges.close()
 
     def _exact(self, upto: int | None = None) -> None:
         for row in self.read(upto):
@@ -1129,8 +1153,8 @@ class TablePass:
             if values is not None:
                 self.write(values)
 
-    def _query(self, upto: bool) -> str:
-        columns, flag = [quote(n) for n in self.names], f"({self.flag})"
+    def _query(self, upto: bool, flag_sql: str | None = None) -> str:
+        columns, flag = [quote(n) for n in self.names], f"({flag_sql or self.flag})"
         if self.long_cols:  # the flag's bit k+1: the k-th of them is long (its value is its length)
             bits, any_long = [], []
             for k, i in enumerate(self.long_cols):
@@ -1147,7 +1171,7 @@ class TablePass:
             + f"ORDER BY {self.order}"
         )
 
-    def _ranges(self) -> Iterator[RangeDone] | None:
+    def _ranges(self) -> Generator[RangeDone, None, None] | None:
         """The table's rows read, tested and hashed by the worker processes, range by range in rowid order;
         None for the single path (no workers, a small or WITHOUT ROWID table, rows a policy drops by rowid)."""
         workers = self.copier.workers
@@ -1161,9 +1185,11 @@ class TablePass:
         size = " + ".join(f"coalesce(octet_length({quote(n)}), 0)" for n in self.names)  # reads no value
         step = parallel.sample_step(lo, hi)
         samples = [(at, float(b or 0)) for at, b in self.src.execute(parallel.sample_sql(table, size), (lo, step, hi))]
-        query, oids, limit = self._query(upto=True), self.loader.wire_oids, parallel.RANGE_LIMIT
+        oids, limit = self.loader.wire_oids, parallel.RANGE_LIMIT
+        unchecked = self.json_unchecked and oids is not None  # only rows sent as the worker wrote them
+        query = self._query(True, self.worker_flag if unchecked else None)
         bounds = parallel.split_sized(lo, hi, rows, samples)
-        tasks = (RangeTask(query, self.convs, a, b, oids, limit, self.wire) for a, b in bounds)
+        tasks = (RangeTask(query, self.convs, a, b, oids, limit, self.wire, not unchecked) for a, b in bounds)
         return workers.run(self.pair.target.name, tasks)
 
     def examine_range(self, done: RangeDone) -> bool:
