@@ -460,3 +460,51 @@ def test_worker_range_with_a_value_over_the_limit_hashes_it_in_chunks(tmp_path, 
         expected.add(row)
         encoder(WIRE)(row, plain)
     assert (done.rows, done.total, done.data) == (6, expected.total, plain)
+
+
+def _serving_children() -> list[int]:
+    """This process's worker processes still alive (parallel.WORKER_CODE in their command line)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == os.getpid() and b"parallel import serve" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_large_source_starts_its_workers_before_the_target_is_prepared(source, pg_db, monkeypatch):
+    """Past EARLY_WORKERS_BYTES the workers start up while the target is migrated and read, and serve the
+    copy as before; a target that cannot be reached stops them, and none is left behind."""
+    from agor_db.copy import run as copy_run
+
+    monkeypatch.setattr(copy_run, "EARLY_WORKERS_BYTES", 0)
+    events: list[str] = []
+    start, open_source = Workers.start, Copier._open_source
+
+    def started(self: Workers) -> None:
+        if not self._procs:
+            events.append("workers started")
+        start(self)
+
+    def opened(self: Copier, newest: int, close_target: Any) -> Any:
+        events.append("target prepared, source snapshot")
+        return open_source(self, newest, close_target)
+
+    monkeypatch.setattr(Workers, "start", started)
+    monkeypatch.setattr(Copier, "_open_source", opened)
+    result, err = run(copier(source, pg_db, 2))
+    assert err is None and events[:2] == ["workers started", "target prepared, source snapshot"]
+    assert worker_rows(result) > 0 and not _serving_children()
+
+    events.clear()
+    unreachable = pg_db.rsplit("/", 1)[0] + "/no_such_database_here"
+    failed = copier(source, unreachable, 2)
+    with pytest.raises(AgorDbError, match="no_such_database_here"):
+        failed.run()
+    assert events == ["workers started"] and failed.workers is None and not _serving_children()

@@ -80,6 +80,9 @@ class VerificationFailed(AgorDbError):
     pass
 
 
+EARLY_WORKERS_BYTES = 8 << 20  # a source this large starts its worker processes before the target is prepared
+
+
 class _Again(Exception):
     """Internal: roll the pass back to its savepoint and run it again."""
 
@@ -418,14 +421,25 @@ class Copier:
         self.legacy_checksums = False  # hash as agor-db did before CHECKSUM_FORM 2 (to compare with such a run)
 
     def run(self) -> CopyResult:
-        from ..core import migrate as core
-        from ..drivers.postgres import PostgresDriver, connect
-
         started = time.perf_counter()
         if self.dst.dialect != "postgres":
             raise UsageError(f"--to must be a PostgreSQL URL, got {self.dst.display}")
         self.worker_count = worker_count(self.options.workers)  # a bad value stops here, before any work
         newest = check_source(self.src, self.root)
+        try:
+            return self._run(started, newest)
+        except BaseException:
+            self._stop_workers()
+            raise
+
+    def _run(self, started: float, newest: int) -> CopyResult:
+        from ..core import migrate as core
+        from ..drivers.postgres import PostgresDriver, connect
+
+        self._start_workers()
+        assert self.src.path is not None
+        if self.workers is not None and self.src.path.stat().st_size >= EARLY_WORKERS_BYTES:
+            self.workers.start()  # a large source: they start up (~0.4 s) while the target is prepared
         if self.options.check:
             conn = connect(self.dst)
             driver: Any = None
@@ -525,7 +539,7 @@ class Copier:
     def _start_workers(self) -> None:
         """Worker processes for a writing copy (started when a large table first needs them), and the watch
         that tells whether their snapshots are the main one's: made before the main snapshot begins."""
-        if self.worker_count > 1 and not self.options.check:
+        if self.watch is None and self.worker_count > 1 and not self.options.check:
             assert self.src.path is not None
             self.watch = SnapshotWatch(str(self.src.path))
             self.workers = Workers(str(self.src.path), self.worker_count)
