@@ -261,7 +261,14 @@ def test_a_text_postgresql_refuses_in_a_worker_range_has_the_pass_done_again(sou
     with apsw.Connection(str(source)) as c:
         c.execute("UPDATE messages SET data = ? WHERE rowid = 1234", (text,))
     single, single_err = run(copier(source, pg_db, 1))
-    par, par_err = run(copier(source, pg_db, 2))
+    phases: list[str] = []
+
+    class Phases(Progress):
+        def phase(self, text: str) -> None:
+            phases.append(text)
+
+    par, par_err = run(copier(source, pg_db, 2, Phases()))
+    assert "PostgreSQL refused a JSON text: copying again, every one checked here first" in phases
     assert isinstance(par_err, BadData) and str(par_err) == str(single_err), kind
     assert report_of(par) == report_of(single) and par.report.problem_count == 1
     assert (single.passes_redone, par.passes_redone) == (0, 1)

@@ -114,6 +114,7 @@ def _print_json(s: Session, result: Any, error: Any) -> None:
         "already_copied": result.already,
         "seconds": round(result.seconds, 3),
         "phases": {k: round(v, 3) for k, v in result.phases.items()},
+        "passes_redone": result.passes_redone,  # after PostgreSQL refused a JSON text the workers sent unchecked
         "source_checksum": result.source_checksum or None,  # none yet when it stopped before reading the source
         "tables": [
             {
