@@ -515,3 +515,24 @@ def test_a_large_source_starts_its_workers_before_the_target_is_prepared(source,
     with pytest.raises(AgorDbError, match="no_such_database_here"):
         failed.run()
     assert events == ["workers started"] and failed.workers is None and not _serving_children()
+
+
+def test_a_row_dropped_from_a_table_sends_only_its_children_to_the_exact_check(source, pg_db):
+    """--invalid-json=drop drops one message: the worker ranges after it still go as they are (a message
+    refers to sessions and tasks, none of which lost a row), while board_comments, which refers to messages,
+    is checked row by row against the dropped key. The same rows as the single path stores."""
+    with apsw.Connection(str(source)) as c:
+        c.execute("UPDATE messages SET data = '{\"a\": ' WHERE rowid = 1234")
+        dropped = c.execute("SELECT message_id FROM messages WHERE rowid = 1234").fetchone()[0]
+        c.execute("UPDATE board_comments SET message_id = ? WHERE rowid = 1", (dropped,))
+    single, err = run(copier(source, pg_db, 1, invalid_json="drop", orphans="null"))
+    assert err is None
+    expected = contents(server_rows(pg_db))
+    par, err = run(copier(source, pg_db, 2, invalid_json="drop", orphans="null"))
+    assert err is None and report_of(par) == report_of(single)
+    assert contents(server_rows(pg_db)) == expected
+    messages = next(t for t in par.tables if t.name == "messages")
+    assert (messages.copied_rows, messages.dropped_rows) == (MESSAGES - 1, 1)
+    assert messages.worker_rows >= MESSAGES - 200  # only the range holding the dropped row was read again
+    (comment,) = report_of(par)[1][("board_comments", "orphaned foreign key set to NULL")]
+    assert "column='message_id'" in comment and "its messages row was dropped by a policy" in comment

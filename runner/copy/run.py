@@ -1208,7 +1208,13 @@ class TablePass:
 
     def examine_range(self, done: RangeDone) -> bool:
         """True when a worker's clean range can go as it is: no policy drop makes its rows need the exact path."""
-        return not (self.lost and self.copier.drop_count)
+        return not (self.lost and self.copier.drop_count and self._parents_dropped())
+
+    def _parents_dropped(self) -> bool:
+        """Has a policy dropped rows of a table this one refers to? Its rows may then point at one (orphans
+        now); a row dropped from any other table (this one, say) concerns none of them."""
+        dropped = self.copier.dropped
+        return any(dropped.get(fk.ref_table, {}).get(fk.ref_columns) for fk in self.fks)
 
     def _take(self, done: RangeDone) -> None:
         """A clean range from a worker: its digests summed, its values written, as the single path would."""
@@ -1274,7 +1280,9 @@ class TablePass:
 
     def examine(self, row: tuple[Any, ...]) -> bool:
         """True when the row can go as it is: the SQLite-side tests found nothing, no policy concerns it."""
-        return not (row[-1] or (self.lost and self.copier.drop_count) or row[0] in self.drop_rowids)
+        return not (
+            row[-1] or (self.lost and self.copier.drop_count and self._parents_dropped()) or row[0] in self.drop_rowids
+        )
 
     def convert(self, row: tuple[Any, ...]) -> tuple[Any, ...] | None:
         """The exact check of one row: the values to load (hashed), or None when a policy dropped the row
