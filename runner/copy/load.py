@@ -7,7 +7,8 @@ server computes the checksum of the staged rows; the sums of all chunks are comp
 checksum of what it sent: the server attests the bytes it received, and what it stores is its own
 jsonb parse of exactly those bytes (no client-side JSON serialisation in between, which the client
 therefore does not need to reproduce: it hashes the text it sends). Tables without JSON are copied
-straight into place.
+straight into place. Rows the workers wrote without checking their JSON (``json_unchecked``) are checked
+by that parse: a text it refuses is ``ServerRefused``, and the copier does its pass again, checking.
 
 The chunks are written by a loader thread that owns the connection for the table, so the server's
 checksum and INSERT of one chunk run while the main thread reads, checks and hashes the next (psycopg

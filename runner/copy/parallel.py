@@ -8,12 +8,15 @@ values as they are sent (with the number pre-check), and the values themselves, 
 without values (``RangeDone.values is None``) and the main process reads it again itself, in order,
 through the exact path. The table's checksum is a sum of the rows' digests, so the ranges' sums add up
 in any order; the values are forwarded in range order, so the server receives the rows in the order
-the single path sends them.
+the single path sends them. For a staged table the workers may leave whether each JSON text parses to
+PostgreSQL (``RangeTask.check_json`` False: no json_valid, no pre-check): its jsonb parse of the bytes
+it received is the exact test, and a text it refuses has the pass done again with both (load.py).
 
-Consistency: each worker reads in its own read transaction, begun after the main process began its
-snapshot. They see the same rows unless a commit reached the source in between: ``SnapshotWatch`` reads
-SQLite's ``PRAGMA data_version`` (which changes with any other connection's commit) before the main
-snapshot and after the pass, and the copier redoes the pass on the single path when it changed.
+Consistency: each worker reads in its own read transaction, begun after the watch below was made (for a
+large source before the target is prepared, else after the main snapshot began). They see the same rows
+unless a commit reached the source in between: ``SnapshotWatch`` reads SQLite's ``PRAGMA data_version``
+(which changes with any other connection's commit) before the workers and the main snapshot begin and
+after the pass, and the copier redoes the pass on the single path when it changed.
 """
 
 from __future__ import annotations
